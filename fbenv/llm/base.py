@@ -1,0 +1,159 @@
+"""The batched chat protocol every LLM backend implements.
+
+A backend takes a list of :class:`ChatRequest` and returns one :class:`ChatResult` per
+request, in order. Requests carry their own sampling settings, seed included, so a
+batch may mix them and the same request always asks for the same thing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fbenv.errors import InvalidArgumentError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidArgumentError(f"Message.role: expects one of {ROLES}, actual {self.role!r}")
+        if not isinstance(self.content, str):
+            raise InvalidArgumentError(
+                f"Message.content: expects str, actual {type(self.content).__name__}"
+            )
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings. ``temperature == 0`` means greedy; ``seed`` makes sampling repeatable."""
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise InvalidArgumentError(f"Sampling.max_tokens: expects >= 1, actual {self.max_tokens}")
+        if self.temperature < 0:
+            raise InvalidArgumentError(f"Sampling.temperature: expects >= 0, actual {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InvalidArgumentError(f"Sampling.top_p: expects in (0, 1], actual {self.top_p}")
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0 or self.seed is not None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+
+    @classmethod
+    def of(cls, messages: Sequence[Message | dict[str, str]], **sampling: object) -> "ChatRequest":
+        msgs = tuple(m if isinstance(m, Message) else Message(**m) for m in messages)
+        return cls(msgs, Sampling(**sampling))  # type: ignore[arg-type]
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [m.as_dict() for m in self.messages]
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    finish_reason: str = "stop"
+
+
+class Backend:
+    """Base class: subclasses implement :meth:`_generate`; callers use :meth:`chat`.
+
+    :meth:`chat` joins the calling thread's batch group when there is one (see
+    :mod:`fbenv.llm.batching`), so requests from many envs stepping at once reach
+    :meth:`_generate` as one batch. ``spec`` is the string that recreates the backend;
+    pickling keeps only it, so Ray workers and subprocesses rebuild their own.
+    """
+
+    spec: str = ""
+    model: str = ""
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        from fbenv.llm.batching import current_group
+
+        requests = list(requests)
+        if not requests:
+            return []
+        group = current_group()
+        if group is not None:
+            return group.submit(self, requests)
+        return self.generate_batch(requests)
+
+    def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """Run one batch now (no grouping), timing it and checking the result count."""
+        start = time.perf_counter()
+        results = self._generate(requests)
+        if len(results) != len(requests):
+            raise RuntimeError(
+                f"{type(self).__name__}._generate returned {len(results)} results for {len(requests)} requests"
+            )
+        elapsed = time.perf_counter() - start
+        self.stats.add(len(requests), elapsed)
+        return results
+
+    def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        raise NotImplementedError
+
+    @property
+    def stats(self) -> "BackendStats":
+        stats = self.__dict__.get("_stats")
+        if stats is None:
+            stats = self.__dict__["_stats"] = BackendStats()
+        return stats
+
+    def close(self) -> None:
+        """Release resources; the shared instance may be rebuilt by a later lookup."""
+
+    def __reduce__(self):  # pickles as its spec, never as weights or connections
+        from fbenv.llm.registry import get_backend
+
+        return (get_backend, (self.spec,))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+@dataclass
+class BackendStats:
+    """Counts of real (uncached) generate calls, for `fbenv perf` and tests of batching."""
+
+    batches: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self.batches += 1
+            self.requests += n
+            self.seconds += seconds
+
+    def reset(self) -> None:
+        with self._lock:
+            self.batches = self.requests = 0
+            self.seconds = 0.0
