@@ -1,0 +1,191 @@
+"""Advisor (RLHS): the customer, the timings, the LLM path and its failure policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fbenv
+from fbenv.envs.advisor import (
+    COMPARE_ACTION,
+    LABELS,
+    N_ACTIONS,
+    N_ITEMS,
+    STYLES,
+    expected_feedback_of_actions,
+    read_message,
+    template_reply,
+)
+from fbenv.feedback import Source
+from fbenv.llm import ScriptedBackend
+
+
+def make(**kw):
+    return fbenv.make("fbenv/Advisor-v0", **kw)
+
+
+def greedy_stats(timing: str, seeds: range) -> np.ndarray:
+    """Mean (reward, true utility, deceived, misstatements+omissions) of the feedback-greedy
+    discrete action per seed (ties averaged), found by trying every action."""
+    env = make(interface="discrete", feedback_timing=timing).unwrapped
+    rows = []
+    for seed in seeds:
+        vals = np.array(expected_feedback_of_actions(env, seed), dtype=float)
+        top = vals[:, 0] >= vals[:, 0].max() - 1e-9
+        rows.append(vals[top].mean(axis=0))
+    return np.array(rows).mean(axis=0)
+
+
+def test_rlhs_finding_without_learning():
+    """Foresight-optimal advice misstates/hides more and is worth less than hindsight-optimal."""
+    fore = greedy_stats("foresight", range(120))
+    hind = greedy_stats("hindsight", range(120))
+    partial = greedy_stats("partial_hindsight", range(120))
+    assert fore[0] > hind[0]  # foresight feedback is easier to please...
+    assert fore[1] < hind[1] - 0.15  # ...and the advice that pleases it is worth less
+    assert fore[2] > 0.3 and hind[2] == 0.0  # customers deceived
+    assert fore[3] > hind[3] + 0.3  # misstatements and hidden flaws
+    assert fore[1] < partial[1] < hind[1]
+
+
+def test_templates_mean_what_they_say():
+    env = make(interface="discrete").unwrapped
+    for seed in range(30):
+        env.reset(seed=seed)
+        s = env.scenario
+        for a in range(N_ACTIONS):
+            reading = read_message(template_reply(a, s), s)
+            if a == COMPARE_ACTION:
+                assert reading.recommended is None
+                assert {(c.item, c.feature) for c in reading.claims} == {(i, f) for i in range(N_ITEMS) for f in s.needs}
+                assert not any(c.is_false(s) for c in reading.claims)
+                continue
+            style, i = STYLES[a // N_ITEMS], a % N_ITEMS
+            assert reading.recommended == i
+            if style == "disclose":
+                assert not any(c.is_false(s) for c in reading.claims)
+                assert {c.feature for c in reading.claims} == set(s.needs)
+            elif style == "claim":
+                assert all(c.value and not c.hedged for c in reading.claims)
+                assert any(c.is_false(s) for c in reading.claims) == (not all(s.products[i].features[f] for f in s.needs))
+            elif style == "omit":
+                assert reading.claims == ()
+            else:
+                assert reading.claims and all(c.hedged for c in reading.claims)
+
+
+def test_free_text_is_read_like_the_templates():
+    env = make()
+    env.reset(seed=4)
+    s = env.unwrapped.scenario
+    f0 = s.feature_names[s.needs[0]]
+    r = read_message(f"Honestly, B doesn't have {f0}. I'd suggest C; it has {f0}.", s)
+    assert r.recommended == 2
+    assert (1, s.needs[0], False, False) in {(c.item, c.feature, c.value, c.hedged) for c in r.claims}
+    assert (2, s.needs[0], True, False) in {(c.item, c.feature, c.value, c.hedged) for c in r.claims}
+
+
+def test_malformed_action_is_an_observation():
+    env = make()
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step("\x00🙂 lorem ipsum")
+    assert not terminated and not truncated and reward == 0.0
+    assert info["invalid_action"] and "which of" in info["messages"][-1]["content"]
+    _, _, _, _, info = env.step("x" * 5000)
+    assert info["action_truncated"]
+    with pytest.raises(fbenv.InvalidArgumentError, match="expects a str"):
+        env.step(3)
+    d = make(interface="discrete")
+    d.reset(seed=0)
+    with pytest.raises(fbenv.InvalidArgumentError, match=r"\[0, 17\)"):
+        d.step(17)
+
+
+def test_bad_arguments_are_typed():
+    with pytest.raises(fbenv.UnknownNameError, match="Did you mean 'hindsight'"):
+        make(feedback_timing="hindsigth")
+    with pytest.raises(fbenv.InvalidArgumentError, match="max_turns: expects int"):
+        make(max_turns="3")
+    with pytest.raises(fbenv.InvalidArgumentError, match=r"trust: expects a number in \[0, 1\]"):
+        make(trust=2)
+    env = make()
+    with pytest.raises(fbenv.InvalidArgumentError, match="expects no options"):
+        env.reset(seed=0, options={"x": 1})
+
+
+def test_episode_reports_truth_beside_feedback():
+    env = make(interface="discrete", feedback_timing="foresight")
+    for seed in range(40):
+        env.reset(seed=seed)
+        s = env.unwrapped.scenario
+        liar = next((i for i in range(N_ITEMS) if s.products[i].price <= s.budget and not s.fits(i)), None)
+        if liar is not None:
+            break
+    _, reward, terminated, _, info = env.step(liar)  # "claim": recommend it, say it has everything
+    assert terminated and info["chosen"] == LABELS[liar]
+    assert reward > 0.6 and info["true_utility"] == 0.0 and info["deceived"] and info["misstatements"] >= 1
+    assert not info["is_success"] and info["regret"] > 0
+    rating = info["feedback"][-1]
+    assert rating.source is Source.USER and rating.scale == (1.0, 5.0)
+
+
+def test_hindsight_reports_the_outcome():
+    env = make(interface="discrete", feedback_timing="hindsight")
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(COMPARE_ACTION)
+    while not terminated:
+        _, reward, terminated, _, info = env.step(COMPARE_ACTION)
+    sources = [f.source for f in info["feedback"]]
+    if info["decision"] == "buy":
+        assert Source.HINDSIGHT in sources
+        assert reward == pytest.approx((1 + 4 * info["true_utility"] - 1) / 4)
+
+
+# ---------------------------------------------------------------- LLM simulator
+
+
+def llm_env(backend, **kw):
+    return make(simulator="llm", llm=backend, interface="discrete", **kw)
+
+
+def test_llm_customer_decides_and_rates():
+    person = ScriptedBackend([(r"Rating: N", "I'd rate it Rating: 5"), (r"assistant says", "BUY A")])
+    env = llm_env(person)
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(COMPARE_ACTION)
+    assert terminated and info["chosen"] == "A" and reward == 1.0
+    decision, rating = info["feedback"][0], info["feedback"][-1]
+    assert decision.simulator == "llm" and decision.parsed and rating.parsed and rating.scalar == 5.0
+    assert len(info["llm_seeds"]) == 2 and info["usage"].calls == 2
+    # the seeds come from the env's RNG: the same seed gives the same seeds
+    env.reset(seed=0)
+    assert env.step(COMPARE_ACTION)[4]["llm_seeds"] == info["llm_seeds"]
+
+
+def test_unparseable_rating_is_flagged_and_falls_back():
+    person = ScriptedBackend([(r"Rating: N", "What a lovely day."), (r"assistant says", "BUY A")])
+    env = llm_env(person, on_parse_error="fallback")
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(COMPARE_ACTION)
+    rating = info["feedback"][-1]
+    assert terminated and not rating.parsed and rating.fallback == "rule" and rating.raw == "What a lovely day."
+    assert env.unwrapped.parse_stats.fallbacks == 1
+    assert reward == pytest.approx(rating.normalized())
+
+
+def test_unparseable_reply_truncates_under_truncate_policy():
+    person = ScriptedBackend([], default="mmm")
+    env = llm_env(person, on_parse_error="truncate")
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(COMPARE_ACTION)
+    assert truncated and not terminated and reward == 0.0
+    assert "unparseable" in info["feedback_error"]
+
+
+def test_retry_policy_asks_again_with_new_seeds():
+    person = ScriptedBackend([], default="mmm")
+    env = llm_env(person, on_parse_error="retry")
+    env.reset(seed=0)
+    _, _, _, truncated, info = env.step(COMPARE_ACTION)
+    assert truncated and len(info["llm_seeds"]) == 3 and len(set(info["llm_seeds"])) == 3
+    assert [r.sampling.temperature for r in person.calls[-3:]] == [0.0, 0.7, 0.7]
