@@ -645,6 +645,9 @@ class AdvisorEnv(FeedbackEnv):
         lines += [f"{names[m['role']]}: {m['content']}" for m in self.messages if m["role"] != "system"]
         return "\n".join(lines)
 
+    def hidden_task(self) -> Scenario | None:
+        return self.scenario
+
     def render(self) -> str | None:
         if self.render_mode == "ansi" and self.scenario is not None:
             return self._transcript(include_catalogue=True)
