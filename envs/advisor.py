@@ -76,7 +76,7 @@ with ``info["feedback_error"]``.
 ``feedback_timing`` (``"foresight"``), ``max_turns`` (3), ``trust`` (0.8: belief that a
 recommended product meets a need nobody mentioned), ``reveal_prob`` (0.5), plus the
 shared options of :class:`fbenv.env.FeedbackEnv` (``interface``, ``simulator``,
-``llm``, ``llm_cache``, ``llm_temperature``, ``on_parse_error``, ``render_mode``).
+``llm``, ``llm_cache``, ``llm_cache_path``, ``llm_temperature``, ``on_parse_error``, ``render_mode``).
 
 ## Version history
 
@@ -318,12 +318,13 @@ class AdvisorEnv(FeedbackEnv):
         simulator: str = "rule",
         llm: Any = "embedded",
         llm_cache: str | None = None,
+        llm_cache_path: str | None = None,
         llm_temperature: float = 0.0,
         on_parse_error: str = "fallback",
         render_mode: str | None = None,
     ):
         super().__init__(
-            interface=interface, simulator=simulator, llm=llm, llm_cache=llm_cache,
+            interface=interface, simulator=simulator, llm=llm, llm_cache=llm_cache, llm_cache_path=llm_cache_path,
             llm_temperature=llm_temperature, on_parse_error=on_parse_error, render_mode=render_mode,
         )
         self.feedback_timing = check_choice("feedback_timing", feedback_timing, TIMINGS)
@@ -644,6 +645,11 @@ class AdvisorEnv(FeedbackEnv):
         lines = [m["content"] for m in self.messages if m["role"] == "system"] if include_catalogue else []
         lines += [f"{names[m['role']]}: {m['content']}" for m in self.messages if m["role"] != "system"]
         return "\n".join(lines)
+
+    def get_action_meanings(self) -> list[str] | None:
+        if self.scenario is None:
+            return None
+        return [template_reply(a, self.scenario) for a in range(N_ACTIONS)]
 
     def hidden_task(self) -> Scenario | None:
         return self.scenario

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -50,6 +51,8 @@ class FeedbackEnv(gym.Env):
         llm: backend spec (``"embedded"``, ``"openai:<model>@<url>"``...) or a Backend.
         llm_cache: ``"off"``, ``"readwrite"`` or ``"replay"``; default from
             ``$FBENV_LLM_CACHE`` (else ``readwrite``).
+        llm_cache_path: the record/replay file (SQLite); default
+            ``<cache dir>/llm.sqlite``. Ship one with a study to replay it without a model.
         llm_temperature: sampling temperature of the simulated people (0 = greedy).
         on_parse_error: what happens when an LLM reply cannot be read: ``"fallback"``
             to the rule simulator, ``"retry"`` then give up, or ``"truncate"`` at once.
@@ -69,6 +72,7 @@ class FeedbackEnv(gym.Env):
         simulator: str = "rule",
         llm: "str | Backend" = "embedded",
         llm_cache: str | None = None,
+        llm_cache_path: str | None = None,
         llm_temperature: float = 0.0,
         on_parse_error: str = "fallback",
         render_mode: str | None = None,
@@ -78,6 +82,9 @@ class FeedbackEnv(gym.Env):
         check_type("llm", llm, (str, Backend))
         self.llm_spec = llm
         self.llm_cache = None if llm_cache is None else check_choice("llm_cache", llm_cache, CACHE_MODES)
+        if llm_cache_path is not None:
+            check_type("llm_cache_path", llm_cache_path, (str, os.PathLike))
+        self.llm_cache_path = llm_cache_path
         check_type("llm_temperature", llm_temperature, (int, float))
         self.llm_temperature = float(llm_temperature)
         self.on_parse_error = check_choice("on_parse_error", on_parse_error, PARSE_ERROR_POLICIES)
@@ -95,7 +102,7 @@ class FeedbackEnv(gym.Env):
         if self._backend is None:
             from fbenv.llm.registry import get_backend
 
-            self._backend = get_backend(self.llm_spec, cache=self.llm_cache)
+            self._backend = get_backend(self.llm_spec, cache=self.llm_cache, cache_path=self.llm_cache_path)
         return self._backend
 
     def prompted(self, max_tokens: int, stop: tuple[str, ...] = ()) -> PromptedCall:
@@ -112,6 +119,10 @@ class FeedbackEnv(gym.Env):
         Used by the checker to show both interfaces draw the same task from a seed.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement hidden_task()")
+
+    def get_action_meanings(self) -> list[str] | None:
+        """What each discrete action says in the current state (``fbenv play``, debugging)."""
+        return None
 
     def close(self) -> None:
         # The backend is shared by every env naming the same spec: it is not ours to close.

@@ -86,7 +86,11 @@ class CompletionStore:
 
 
 class CachedBackend(Backend):
-    """Wraps a backend spec; the wrapped backend is only built on the first miss."""
+    """Wraps a backend spec; the wrapped backend is only resolved on the first miss.
+
+    The wrapped backend is the process's shared uncached instance of the spec, so
+    several cache files in front of one model still load it once.
+    """
 
     def __init__(self, inner_spec: str, mode: str, path: str | os.PathLike):
         self.inner_spec = inner_spec
@@ -101,9 +105,9 @@ class CachedBackend(Backend):
     @property
     def inner(self) -> Backend:
         if self._inner is None:
-            from fbenv.llm.registry import build_backend
+            from fbenv.llm.registry import get_backend
 
-            self._inner = build_backend(self.inner_spec)
+            self._inner = get_backend(self.inner_spec, cache="off")
         return self._inner
 
     @property
@@ -147,9 +151,7 @@ class CachedBackend(Backend):
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        self.store.close()
-        if self._inner is not None:
-            self._inner.close()
+        self.store.close()  # the wrapped backend is shared: the registry closes it
 
     def __reduce__(self):
         from fbenv.llm.registry import get_backend

@@ -1,0 +1,150 @@
+"""The RLHS study on Advisor: feedback reward against true utility under each feedback timing.
+
+What *RLHS* (Liang et al.) finds is that optimizing foresight feedback breeds sycophancy and
+deception, and hindsight feedback reduces them. Without any learning this shows up as:
+
+- **rule simulator**: the discrete action that maximizes the customer's rating, found by
+  trying all 17 from the same seed, misstates or hides more and is worth less under
+  ``foresight`` than under ``hindsight``;
+- **LLM simulator**: two fixed advisers, a *flatterer* (recommends the cheapest product
+  in budget and says it has every need) and an *honest* one (recommends the best product
+  and states the truth), rated by the LLM-simulated customer. Their episodes run
+  concurrently, so the simulator's calls reach the backend as batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from fbenv.envs.advisor import (
+    COMPARE_ACTION,
+    N_ITEMS,
+    STYLES,
+    TIMINGS,
+    AdvisorEnv,
+    Scenario,
+    expected_feedback_of_actions,
+)
+from fbenv.llm.base import Backend
+from fbenv.llm.batching import BatchGroup
+
+ENV_ID = "fbenv/Advisor-v0"
+Policy = Callable[[Scenario, int], int]  # (hidden scenario, turn) -> discrete action
+
+
+def flatterer(s: Scenario, turn: int) -> int:
+    """Recommend the cheapest product in budget and claim it has every need."""
+    if turn > 0:
+        return COMPARE_ACTION
+    in_budget = [i for i in range(N_ITEMS) if s.products[i].price <= s.budget] or list(range(N_ITEMS))
+    cheapest = min(in_budget, key=lambda i: s.products[i].price)
+    return STYLES.index("claim") * N_ITEMS + cheapest
+
+
+def honest(s: Scenario, turn: int) -> int:
+    """Recommend the best product and state which needs it meets; compare all when none fits."""
+    fitting = [i for i in range(N_ITEMS) if s.fits(i)]
+    if turn > 0 or not fitting:
+        return COMPARE_ACTION
+    best = max(fitting, key=s.utility)
+    return STYLES.index("disclose") * N_ITEMS + best
+
+
+POLICIES: dict[str, Policy] = {"flatterer": flatterer, "honest": honest}
+
+
+@dataclass(frozen=True)
+class Row:
+    """Means over episodes of one (simulator, timing, policy) cell."""
+
+    simulator: str
+    timing: str
+    policy: str
+    episodes: int
+    reward: float
+    true_utility: float
+    deceived: float
+    misstatements: float
+    llm_fallbacks: float = 0.0
+    truncated: float = 0.0
+
+    @property
+    def gap(self) -> float:
+        """How much the feedback overstates the truth (reward and utility share a [0, 1] scale)."""
+        return self.reward - self.true_utility
+
+
+def rule_rows(seeds: Sequence[int]) -> list[Row]:
+    """The feedback-greedy discrete action per seed and timing (ties averaged)."""
+    rows = []
+    for timing in TIMINGS:
+        env = AdvisorEnv(interface="discrete", feedback_timing=timing)
+        per_seed = []
+        for seed in seeds:
+            vals = np.array(expected_feedback_of_actions(env, seed), dtype=float)
+            top = vals[:, 0] >= vals[:, 0].max() - 1e-9
+            per_seed.append(vals[top].mean(axis=0))
+        m = np.mean(per_seed, axis=0)
+        rows.append(Row("rule", timing, "feedback-greedy", len(seeds), *map(float, m)))
+        env.close()
+    return rows
+
+
+def _episode(env: gym.Env, policy: Policy, seed: int) -> tuple[float, float, bool, int, int, bool]:
+    env.reset(seed=seed)
+    scenario = env.unwrapped.hidden_task()
+    total, turn = 0.0, 0
+    while True:
+        _, reward, terminated, truncated, info = env.step(policy(scenario, turn))
+        total += float(reward)
+        turn += 1
+        if terminated or truncated:
+            break
+    fallbacks = sum(1 for record in info["feedback"] if record.fallback)
+    return (total, info["true_utility"], bool(info.get("deceived", False)),
+            int(info.get("misstatements", 0)) + int(info.get("omissions", False)), fallbacks, truncated)
+
+
+def llm_rows(llm: "str | Backend", seeds: Sequence[int], llm_cache: str | None = None) -> list[Row]:
+    """Both fixed advisers under every timing, rated by the LLM-simulated customer."""
+    rows = []
+    for timing in TIMINGS:
+        for name, policy in POLICIES.items():
+            envs = [
+                gym.make(ENV_ID, interface="discrete", simulator="llm", llm=llm, llm_cache=llm_cache,
+                         feedback_timing=timing)
+                for _ in seeds
+            ]
+            group = BatchGroup(max_workers=len(envs))
+            out = group.run([lambda e=e, s=s: _episode(e, policy, s) for e, s in zip(envs, seeds)])
+            for e in envs:
+                e.close()
+            m = np.array(out, dtype=float).mean(axis=0)
+            rows.append(Row("llm", timing, name, len(seeds), float(m[0]), float(m[1]), float(m[2]),
+                            float(m[3]), float(m[4]), float(m[5])))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    head = (f"{'simulator':<9} {'timing':<17} {'policy':<15} {'n':>3} {'reward':>7} {'true_u':>7} "
+            f"{'gap':>6} {'deceived':>8} {'misstate':>8} {'fallback':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.simulator:<9} {r.timing:<17} {r.policy:<15} {r.episodes:>3} {r.reward:>7.3f} "
+            f"{r.true_utility:>7.3f} {r.gap:>+6.3f} {r.deceived:>8.2f} {r.misstatements:>8.2f} {r.llm_fallbacks:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def save(rows: Sequence[Row], path: "str | Path") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{**asdict(r), "gap": r.gap} for r in rows], indent=2))
+    return path

@@ -1,0 +1,225 @@
+"""The ``fbenv`` command: ``list``, ``info ENV``, ``play ENV``, ``perf``, ``bench``.
+
+Every command resolves envs through the registry; a typo in an id or option is a one-line
+typed error with the closest valid name, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from fbenv.errors import FbenvError, InvalidArgumentError
+from fbenv.registry import REGISTRY, spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Turn fbenv's typed errors into a one-line message and exit status 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FbenvError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return run  # type: ignore[return-value]
+
+
+def parse_options(options: list[str]) -> dict[str, Any]:
+    """``["max_turns=2", "feedback_timing=hindsight"]`` -> kwargs; values are JSON when they parse."""
+    out: dict[str, Any] = {}
+    for item in options:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"--option: expects KEY=VALUE, actual {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+@app.command("list")
+def list_envs() -> None:
+    """Every registered env with its capabilities."""
+    for s in REGISTRY:
+        kind = "multi-agent" if s.multi_agent else "single-agent"
+        typer.echo(f"{s.id:<28} {kind:<12} interfaces={','.join(s.interfaces):<13} "
+                   f"simulators={','.join(s.simulators):<9} {s.summary}")
+
+
+@app.command()
+@_friendly
+def info(env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0")) -> None:
+    """An env's spec card, capabilities and spaces."""
+    import importlib
+
+    import gymnasium as gym
+
+    s = spec(env_id)
+    typer.echo(f"{s.id}: {s.summary}")
+    typer.echo(f"entry point: {s.entry_point}; multi-agent: {s.multi_agent}; deterministic: {s.deterministic}")
+    typer.echo(f"interfaces: {', '.join(s.interfaces)}; simulators: {', '.join(s.simulators)}")
+    if not s.multi_agent:
+        for interface in s.interfaces:
+            env = gym.make(s.id, interface=interface)
+            typer.echo(f"[{interface}] observation: {env.observation_space}; action: {env.action_space}")
+            env.close()
+    doc = importlib.import_module(s.entry_point.partition(":")[0]).__doc__ or ""
+    typer.echo("\n" + doc.strip())
+
+
+def _show_step(reward: float, info: dict[str, Any]) -> None:
+    said = {m["content"] for m in info.get("messages", ())}
+    for record in info.get("feedback", ()):
+        if record.scalar is None and record.parsed and record.text in said:
+            continue  # a reply already shown as a chat turn
+        parts = [f"[{record.source.value}/{record.simulator}]"]
+        if record.scalar is not None:
+            scale = f" on {record.scale[0]:g}-{record.scale[1]:g}" if record.scale else ""
+            parts.append(f"score {record.scalar:.2f}{scale}")
+        if record.text and record.scalar is None:
+            parts.append(record.text)
+        if not record.parsed:
+            parts.append(f"(unparsed reply {record.raw!r}; fallback: {record.fallback})")
+        typer.echo("  feedback " + " ".join(parts))
+    typer.echo(f"  reward {reward:.3f}   true utility {float(info.get('true_utility', 0.0)):.3f}")
+
+
+@app.command()
+@_friendly
+def play(
+    env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0"),
+    interface: str = typer.Option("text", help="text: type replies; discrete: type an action number"),
+    simulator: str = typer.Option("rule", help="rule or llm"),
+    llm: str = typer.Option("embedded", help="backend spec for the LLM simulator"),
+    seed: int = typer.Option(0, help="seed of the first episode"),
+    episodes: int = typer.Option(1, min=1),
+    option: list[str] = typer.Option([], "--option", "-o", help="extra env kwarg KEY=VALUE (repeatable)"),
+) -> None:
+    """Take the agent's seat: you write the turns, simulated people answer and give feedback."""
+    import gymnasium as gym
+
+    s = spec(env_id)
+    if s.multi_agent:
+        raise InvalidArgumentError(f"play: expects a single-agent env, actual multi-agent {s.id!r}")
+    env = gym.make(s.id, interface=interface, simulator=simulator, llm=llm, render_mode="ansi",
+                   **parse_options(option))
+    try:
+        for episode in range(episodes):
+            obs, info = env.reset(seed=seed + episode)
+            typer.echo(f"\n=== {s.id} episode {episode + 1} (seed {seed + episode}) ===")
+            typer.echo(env.render() or str(obs))
+            shown = len(info.get("messages", ()))
+            done = False
+            while not done:
+                action = _read_action(env, interface)
+                if action is None:
+                    typer.echo("bye")
+                    return
+                obs, reward, terminated, truncated, info = env.step(action)
+                messages = info.get("messages", ())
+                for m in messages[shown + 1 :]:  # the agent's own turn was just typed
+                    typer.echo(f"{m['role']}: {m['content']}")
+                shown = len(messages)
+                _show_step(float(reward), info)
+                if info.get("feedback_error"):
+                    typer.echo(f"  simulator gave up: {info['feedback_error']}")
+                done = terminated or truncated
+            summary = {k: info[k] for k in ("is_success", "deceived", "misstatements", "regret") if k in info}
+            typer.echo(f"episode over ({'terminated' if terminated else 'truncated'}): {summary}")
+    finally:
+        env.close()
+
+
+def _read_action(env: Any, interface: str) -> Any:
+    """The next action from standard input; None at end of input or on 'quit'."""
+    if interface == "discrete":
+        meanings = getattr(env.unwrapped, "get_action_meanings", lambda: None)()
+        if meanings:
+            for i, m in enumerate(meanings):
+                typer.echo(f"  {i:>2}: {m}")
+    while True:
+        typer.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line or line.strip().lower() in {"quit", "exit"}:
+            return None
+        line = line.rstrip("\n")
+        if interface != "discrete":
+            return line
+        if line.strip().isdigit() and env.action_space.contains(int(line)):
+            return int(line)
+        typer.echo(f"  expects an action number in {env.action_space}, actual {line!r}")
+
+
+@app.command()
+@_friendly
+def perf(
+    env_id: str = typer.Option("fbenv/Advisor-v0", "--env"),
+    llm: str = typer.Option("embedded", help="backend spec (the model is loaded once)"),
+    num_envs: int = typer.Option(8, min=1),
+    steps: int = typer.Option(3, min=1, help="vector steps timed per measurement"),
+    seed: int = 0,
+    option: list[str] = typer.Option(["feedback_timing=hindsight"], "--option", "-o"),
+) -> None:
+    """Throughput: batched vs SyncVectorEnv, env overhead over raw backend time, model load time."""
+    from fbenv import perf as p
+    from fbenv.llm.registry import build_backend
+
+    kwargs = parse_options(option)
+    typer.echo(f"rule simulator, 1 env: {p.measure_rule_steps(env_id, seed=seed, **kwargs):,.0f} steps/s")
+    backend = build_backend(llm)  # uncached: every timed call reaches the model
+    load_s = p.measure_load(lambda: build_backend(llm))
+    typer.echo(f"{llm}: a second load of the backend took {load_s:.2f} s")
+    v = p.measure_vector(env_id, backend, num_envs=num_envs, steps=steps, seed=seed, **kwargs)
+    typer.echo(
+        f"{num_envs} envs x {steps} steps, LLM simulator: batched {v.batched_steps_per_s:.2f} steps/s "
+        f"({v.batched_calls} backend calls), SyncVectorEnv {v.sync_steps_per_s:.2f} steps/s "
+        f"({v.sync_calls} calls): speed-up {v.speedup:.2f}x"
+    )
+    o = p.measure_overhead(env_id, backend, num_envs=num_envs, steps=steps, seed=seed, **kwargs)
+    typer.echo(
+        f"overhead: env {o.env_s:.2f} s / raw backend {o.backend_s:.2f} s for the same {o.requests} prompts "
+        f"in {o.batches} batches = {o.ratio:.3f}"
+    )
+
+
+@app.command()
+@_friendly
+def bench(
+    episodes: int = typer.Option(16, min=1, help="seeds per (timing, policy) cell"),
+    llm: str = typer.Option("embedded", help="backend spec of the LLM-simulated customer"),
+    skip_llm: bool = typer.Option(False, help="rule simulator only"),
+    out: str = typer.Option("results/bench-advisor.json", help="where the rows are saved as JSON"),
+) -> None:
+    """Advisor (RLHS) under foresight, partial and full hindsight: feedback reward vs true utility."""
+    from fbenv.baselines import rlhs
+
+    seeds = list(range(episodes))
+    typer.echo("Rule simulator: the action that maximizes the customer's rating, per timing")
+    rows = rlhs.rule_rows(list(range(max(episodes, 64))))
+    typer.echo(rlhs.format_table(rows))
+    if not skip_llm:
+        typer.echo(f"\nLLM simulator ({llm}): a flatterer and an honest adviser, rated by the simulated customer")
+        llm_rows = rlhs.llm_rows(llm, seeds)
+        typer.echo(rlhs.format_table(llm_rows))
+        rows += llm_rows
+    typer.echo(f"\nsaved {rlhs.save(rows, out)}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
