@@ -72,7 +72,7 @@ class TransformersBackend(Backend):
 
     def _generate_chunk(self, requests: list[ChatRequest]) -> list[ChatResult]:
         torch = self._torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         prompts = [
             self.tokenizer.apply_chat_template(r.as_dicts(), add_generation_prompt=True, tokenize=False)
@@ -90,6 +90,7 @@ class TransformersBackend(Backend):
                 max_new_tokens=max_new,
                 do_sample=False,
                 logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, enc["input_ids"].shape[1], self.tokenizer, torch)]),
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         latency = (time.perf_counter() - start) / len(requests)
@@ -111,6 +112,27 @@ class TransformersBackend(Backend):
                            latency_s=latency, finish_reason=finish)
             )
         return results
+
+
+class _PerRowStop:
+    """Ends each row at its own ``max_tokens`` or stop string, so one long request in a
+    batch does not make the short ones generate (and pay for) tokens nobody reads."""
+
+    def __init__(self, requests: list[ChatRequest], prompt_len: int, tokenizer, torch):
+        self.limits = [r.sampling.max_tokens for r in requests]
+        self.stops = [tuple(s for s in r.sampling.stop if s) for r in requests]
+        self.prompt_len = prompt_len
+        self.tokenizer = tokenizer
+        self.torch = torch
+
+    def __call__(self, input_ids, scores, **kwargs):
+        n_new = input_ids.shape[1] - self.prompt_len
+        done = [n_new >= limit for limit in self.limits]
+        for i, stops in enumerate(self.stops):
+            if stops and not done[i]:
+                text = self.tokenizer.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
+                done[i] = any(s in text for s in stops)
+        return self.torch.tensor(done, dtype=self.torch.bool, device=input_ids.device)
 
 
 class _PerRowSampler:
