@@ -250,3 +250,30 @@ def test_record_replay_cache_wraps_it(llm_server, tmp_path):
     second = get_backend(spec, cache="replay", cache_path=path).chat([req("echo cached")])
     assert first[0].text == second[0].text == "cached"
     assert second[0].cached and len(llm_server.bodies) == 1
+
+
+# -- end to end: an env's simulated person served over HTTP ---------------------------------
+
+
+def test_advisor_customer_served_over_http_with_seeds_and_batching(monkeypatch):
+    """make_vec's merged calls reach the server concurrently; every call carries the env's seed."""
+    import fbenv
+    from llm_server import OpenAICompatServer
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = OpenAICompatServer(rules=[(r"Rating: N", "Rating: 5"), (r"assistant says", "BUY A")])
+    server.delay = 0.2  # long enough for the batch's requests to overlap at the server
+    with server:
+        vec = fbenv.make_vec("fbenv/Advisor-v0", 4, interface="discrete", simulator="llm",
+                             llm=f"openai:test-model@{server.url}", llm_cache="off",
+                             feedback_timing="foresight", llm_temperature=0.7)
+        vec.reset(seed=[10, 11, 12, 13])
+        _, reward, terminated, _, info = vec.step([16, 16, 16, 16])
+        vec.close()
+    assert terminated.all() and (reward == 1.0).all()  # every customer bought A and rated 5
+    assert [info["chosen"][i] for i in range(4)] == ["A"] * 4
+    assert len(server.bodies) == 8 and server.max_in_flight == 4
+    sent_seeds = sorted(b["seed"] for b in server.bodies)
+    env_seeds = sorted(s for i in range(4) for s in info["llm_seeds"][i])
+    assert sent_seeds == env_seeds and all(b["temperature"] == 0.7 for b in server.bodies)
