@@ -3,12 +3,14 @@
 ``check_fbenv_env`` runs Gymnasium's ``check_env`` and fbenv's own checks: the info keys
 and Feedback types of every step, lockstep same-seed determinism, that the text and
 discrete interfaces draw the same hidden task from the same seed, and ``close()`` twice.
+``check_fbenv_parallel_env`` does the same for PettingZoo ``ParallelEnv`` tasks.
 Each check raises ``AssertionError`` with a message saying what differed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -119,5 +121,44 @@ def check_fbenv_env(task: TaskSpec, **kwargs: Any) -> None:
         check_interfaces_agree(make_env)
 
 
+def check_fbenv_parallel_env(make_env: Callable[[], Any], num_cycles: int = 20) -> None:
+    """Every check for a multi-agent (PettingZoo ``ParallelEnv``) task.
+
+    PettingZoo's parallel API and seed tests, its AEC API test through
+    ``parallel_to_aec``, fbenv's info keys for every agent at every step, and
+    ``close()`` twice. ``make_env`` builds a fresh env (seed tests need two).
+    """
+    from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
+    from pettingzoo.utils.conversions import parallel_to_aec
+
+    env = make_env()
+    parallel_api_test(env, num_cycles=num_cycles)
+    env.close()
+    env.close()  # twice, on purpose
+    parallel_seed_test(make_env, num_cycles=num_cycles)
+    api_test(parallel_to_aec(make_env()), num_cycles=num_cycles)
+
+    env = make_env()
+    try:
+        _, infos = env.reset(seed=0)
+        for agent, info in infos.items():
+            check_info(info, f"reset[{agent}]")
+        for t in range(num_cycles):
+            if not env.agents:
+                break
+            actions = {a: env.action_space(a).sample() for a in env.agents}
+            _, _, terminations, truncations, infos = env.step(actions)
+            for agent, info in infos.items():
+                check_info(info, f"step {t}[{agent}]")
+                if terminations.get(agent) and truncations.get(agent):
+                    _fail(f"step {t}[{agent}]: terminated and truncated both set")
+    finally:
+        env.close()
+
+
 def single_agent_specs() -> list[TaskSpec]:
     return [s for s in REGISTRY if not s.multi_agent]
+
+
+def multi_agent_specs() -> list[TaskSpec]:
+    return [s for s in REGISTRY if s.multi_agent]

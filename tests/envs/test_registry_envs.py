@@ -9,7 +9,7 @@ import pytest
 
 import fbenv
 from fbenv.llm import ScriptedBackend
-from fbenv.testing import check_fbenv_env, single_agent_specs
+from fbenv.testing import check_fbenv_env, check_fbenv_parallel_env, multi_agent_specs, single_agent_specs
 
 # A scripted simulated person: rates 4, buys what it is told about first, or asks.
 PERSON = ScriptedBackend(
@@ -70,3 +70,8 @@ def test_registry_is_the_only_list():
         card = importlib.import_module(s.entry_point.partition(":")[0]).__doc__ or ""
         for section in ("## Description", "## Observation", "## Action", "## Reward", "## True utility", "## Version history"):
             assert section in card, f"{s.id} spec card lacks {section}"
+
+
+@pytest.mark.parametrize("task", multi_agent_specs(), ids=lambda s: s.name)
+def test_multi_agent_envs_pass_checker(task):
+    check_fbenv_parallel_env(lambda: fbenv.make(task.id))
