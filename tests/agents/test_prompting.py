@@ -17,7 +17,7 @@ from fbenv.agents.base import Transition
 from fbenv.agents.prompting import ReflexionAgent, ZeroShotAgent, unbatch_infos
 from fbenv.errors import InvalidArgumentError, UnknownNameError
 from fbenv.feedback import Feedback, Source
-from fbenv.llm import ChatRequest, ChatResult, Message, Sampling, ScriptedBackend, clear_shared
+from fbenv.llm import ChatRequest, ChatResult, Message, Sampling, ScriptedBackend
 from fbenv.registry import make
 from fbenv.vector import make_vec
 
@@ -119,6 +119,7 @@ def test_seeds_repeat_with_the_same_reset_seed():
         ({"memory_size": 1.0}, InvalidArgumentError),
         ({"reflection": "dream"}, UnknownNameError),
         ({"reflection_max_tokens": 0}, InvalidArgumentError),
+        ({"max_lesson_chars": 8}, InvalidArgumentError),
     ],
 )
 def test_bad_arguments_raise_typed_errors(kwargs, error):
@@ -144,7 +145,6 @@ def test_bad_call_arguments_raise_typed_errors():
 
 
 def test_constructor_loads_nothing_and_specs_share_backends():
-    clear_shared()
     a, b = ZeroShotAgent("scripted"), ReflexionAgent("scripted")
     assert a._backend is None
     assert a.backend is b.backend  # one shared instance per spec, as for envs
