@@ -44,7 +44,7 @@ def test_greedy_replies_repeat_and_report_usage(embedded):
 
 
 def test_seeded_sampling_repeats_per_request(embedded):
-    kw = dict(max_tokens=16, temperature=1.0, seed=11)
+    kw = dict(max_tokens=8, temperature=1.0, seed=11)
     first = embedded.chat([ask("Tell me a story about a cat.", **kw), ask("Name a color.", max_tokens=4)])[0]
     alone = embedded.chat([ask("Tell me a story about a cat.", **kw)])[0]
     other = embedded.chat([ask("Tell me a story about a cat.", **{**kw, "seed": 12})])[0]
@@ -61,7 +61,7 @@ def test_llm_episode_records_then_replays_with_the_model_absent(tmp_path, monkey
     path = str(tmp_path / "advisor.sqlite")
     kw = dict(interface="discrete", simulator="llm", llm="embedded", feedback_timing="hindsight",
               llm_cache_path=path)
-    recorded = rollout(gym.make("fbenv/Advisor-v0", llm_cache="readwrite", **kw), seed=3, steps=3)
+    recorded = rollout(gym.make("fbenv/Advisor-v0", llm_cache="readwrite", **kw), seed=3, steps=2)
     calls = sum(f.usage.calls for entry in recorded for f in entry[-1]["feedback"])
     assert calls >= 2  # the simulated customer really was asked
 
@@ -72,10 +72,10 @@ def test_llm_episode_records_then_replays_with_the_model_absent(tmp_path, monkey
 
     monkeypatch.setattr("fbenv.llm.registry.build_backend", no_model)
     monkeypatch.setattr("fbenv.llm.hf.embedded_gguf_path", no_model)
-    replayed = rollout(gym.make("fbenv/Advisor-v0", llm_cache="replay", **kw), seed=3, steps=3)
+    replayed = rollout(gym.make("fbenv/Advisor-v0", llm_cache="replay", **kw), seed=3, steps=2)
     assert len(replayed) == len(recorded)
     for i, (x, y) in enumerate(zip(recorded, replayed)):
         assert _same(x, y), f"entry {i} differs"
     # and two replayed envs step in lockstep
-    check_lockstep(lambda: gym.make("fbenv/Advisor-v0", llm_cache="replay", **kw), seed=3, steps=3)
+    check_lockstep(lambda: gym.make("fbenv/Advisor-v0", llm_cache="replay", **kw), seed=3, steps=2)
     clear_shared()
