@@ -93,15 +93,9 @@ class EnvFactory:
 
 
 def _check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    spec = fbenv.spec(env_id)
-    if spec.multi_agent:
-        raise InvalidArgumentError(f"env_id: expects a single-agent env for SB3, actual multi-agent {spec.id!r}")
-    if "discrete" not in spec.interfaces:
-        raise InvalidArgumentError(f"env_id: {spec.id!r} has no discrete interface (interfaces: {list(spec.interfaces)})")
-    if "interface" in env_kwargs:
-        raise InvalidArgumentError(
-            f"interface: SB3 needs interface='discrete', set here; do not pass it (actual {env_kwargs['interface']!r})"
-        )
+    from fbenv.registry import require_interface
+
+    require_interface(env_id, "discrete", "SB3", env_kwargs)
 
 
 def make_vec_env(

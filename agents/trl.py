@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copyreg
 import hashlib
+import json
 import numbers
 import re
 from typing import Any, ClassVar
@@ -53,6 +54,7 @@ import numpy as np
 
 import fbenv
 from fbenv.errors import InvalidArgumentError, MissingExtraError, check_type
+from fbenv.registry import require_interface
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -257,15 +259,7 @@ def make_environment_class(
     The same arguments return the same class, in this process or after unpickling in another.
     """
     check_type("env_id", env_id, str)
-    spec = fbenv.spec(env_id)
-    if spec.multi_agent:
-        raise InvalidArgumentError(f"env_id: expects a single-agent env, actual multi-agent {spec.id!r}")
-    if "text" not in spec.interfaces:
-        raise InvalidArgumentError(f"env_id: {spec.id!r} has no text interface (interfaces: {list(spec.interfaces)})")
-    if "interface" in env_kwargs:
-        raise InvalidArgumentError(
-            f"interface: the TRL adapter uses interface='text'; do not pass it (actual {env_kwargs['interface']!r})"
-        )
+    spec = require_interface(env_id, "text", "the TRL adapter", env_kwargs)
     for key, value in env_kwargs.items():
         if not isinstance(value, _SCALARS):
             raise InvalidArgumentError(
@@ -395,3 +389,21 @@ def ensure_tool_chat_template(tokenizer: Any) -> Any:
         "tokenizer: expects a chat template that renders tool calls, or a ChatML one (<|im_start|>) to replace; "
         "actual neither. Set tokenizer.chat_template to a tool-calling template TRL knows (see trl.chat_template_utils)."
     )
+
+
+def reply_call_bias(tokenizer, messages: "tuple[str, ...]", window: int = 6) -> dict[tuple[int, ...], float]:
+    """A ``generate(sequence_bias=...)`` that makes a model write a ``reply`` tool call with one of ``messages``.
+
+    For demonstrations and tests with models too small to call tools on their own (a
+    random tiny model, SmolLM2-135M): the policy still chooses *which* message, and TRL's
+    parsing, the env step and the reward all run for real. Assumes the ChatML tool format
+    of :func:`ensure_tool_chat_template`.
+    """
+    head = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    bias: dict[tuple[int, ...], float] = {}
+    for message in messages:
+        call = '<tool_call>\n{"name": "reply", "arguments": {"message": %s}}\n</tool_call><|im_end|>' % json.dumps(message)
+        ids = head + tokenizer(call, add_special_tokens=False)["input_ids"]
+        for k in range(len(head), len(ids)):
+            bias[tuple(ids[max(0, k - window + 1) : k + 1])] = 100.0
+    return bias

@@ -42,22 +42,11 @@ from fbenv.agents.trl import (
     episode_metrics,
     make_dataset,
     make_environment_class,
+    reply_call_bias,
 )
 from fbenv.llm.hf import embedded_model_dir
 
 ENV_ID = "fbenv/Advisor-v0"
-
-
-def steer_to_reply_calls(tokenizer, window: int = 6) -> dict[tuple[int, ...], float]:
-    """A ``sequence_bias`` that makes a model write ``reply("I recommend X.")`` with X in A-D."""
-    head = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
-    bias: dict[tuple[int, ...], float] = {}
-    for letter in "ABCD":
-        call = '<tool_call>\n{"name": "reply", "arguments": {"message": "I recommend %s."}}\n</tool_call><|im_end|>'
-        ids = head + tokenizer(call % letter, add_special_tokens=False)["input_ids"]
-        for k in range(len(head), len(ids)):
-            bias[tuple(ids[max(0, k - window + 1) : k + 1])] = 100.0
-    return bias
 
 
 class PrintSteps(TrainerCallback):
@@ -122,7 +111,7 @@ def main() -> None:
             arms.append(env.get_reward())
         print(f"customer {args.task_seed}: recommending A, B, C, D earns "
               + ", ".join(f"{r:.3f}" for r in arms) + f"; a uniform pick earns {sum(arms) / 4:.3f} on average")
-        extra = dict(generation_kwargs={"sequence_bias": steer_to_reply_calls(tokenizer)},
+        extra = dict(generation_kwargs={"sequence_bias": reply_call_bias(tokenizer, tuple(f"I recommend {x}." for x in "ABCD"))},
                      max_tool_calling_iterations=1, max_completion_length=72, learning_rate=5e-2)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

@@ -84,6 +84,25 @@ def spec(env_id: str) -> TaskSpec:
     raise UnknownNameError("fbenv env id", env_id, [s.id for s in REGISTRY])
 
 
+def require_interface(env_id: str, interface: str, user: str, env_kwargs: dict[str, Any]) -> TaskSpec:
+    """The spec of a single-agent ``env_id`` offering ``interface``, for an adapter (``user``)
+    that sets the interface itself: passing ``interface`` in ``env_kwargs`` is a mistake."""
+    from fbenv.errors import InvalidArgumentError
+
+    s = spec(env_id)
+    if s.multi_agent:
+        raise InvalidArgumentError(f"env_id: {user} expects a single-agent env, actual multi-agent {s.id!r}")
+    if interface not in s.interfaces:
+        raise InvalidArgumentError(
+            f"env_id: {user} needs the {interface} interface, {s.id!r} has {list(s.interfaces)}"
+        )
+    if "interface" in env_kwargs:
+        raise InvalidArgumentError(
+            f"interface: {user} sets interface={interface!r}; do not pass it (actual {env_kwargs['interface']!r})"
+        )
+    return s
+
+
 def make(env_id: str, **kwargs: Any):
     """Create an env by id (``fbenv/Advisor-v0`` or ``Advisor-v0``).
 

@@ -27,6 +27,7 @@ from fbenv.agents.trl import (
     episode_metrics,
     make_dataset,
     make_environment_class,
+    reply_call_bias,
 )
 from fbenv.envs.advisor import COMPARE_ACTION, template_reply
 from fbenv.errors import InvalidArgumentError, UnknownNameError
@@ -242,18 +243,6 @@ def test_ensure_tool_chat_template(tokenizer):
         ensure_tool_chat_template(plain)
 
 
-def steer_to_reply_calls(tokenizer, window: int = 6) -> dict[tuple[int, ...], float]:
-    """A ``sequence_bias`` that makes any model write ``reply("I recommend X.")``, X in A-D."""
-    head = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
-    bias: dict[tuple[int, ...], float] = {}
-    for letter in "ABCD":
-        call = '<tool_call>\n{"name": "reply", "arguments": {"message": "I recommend %s."}}\n</tool_call><|im_end|>'
-        ids = head + tokenizer(call % letter, add_special_tokens=False)["input_ids"]
-        for k in range(len(head), len(ids)):
-            bias[tuple(ids[max(0, k - window + 1) : k + 1])] = 100.0
-    return bias
-
-
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers' gradient_checkpointing renames, inside TRL
 def test_grpo_trainer_step_on_advisor(tokenizer, tmp_path, monkeypatch):
     import torch
@@ -279,7 +268,7 @@ def test_grpo_trainer_step_on_advisor(tokenizer, tmp_path, monkeypatch):
             output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, max_completion_length=72,
             max_tool_calling_iterations=1, max_steps=1, learning_rate=1e-2, temperature=1.0, seed=0,
             logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
-            generation_kwargs={"sequence_bias": steer_to_reply_calls(tokenizer)},
+            generation_kwargs={"sequence_bias": reply_call_bias(tokenizer, tuple(f"I recommend {x}." for x in "ABCD"))},
         )
         trainer = GRPOTrainer(
             model=model, processing_class=tokenizer, reward_funcs=[episode_metrics],
