@@ -105,7 +105,8 @@ class LoraSettings:
             and all(isinstance(m, str) and m for m in self.target_modules)
         ):
             raise InvalidArgumentError(
-                f"LoraSettings.target_modules: expects a str or a non-empty tuple of str, actual {self.target_modules!r}"
+                "LoraSettings.target_modules: expects a str or a non-empty tuple of str, "
+                f"actual {self.target_modules!r}"
             )
         if self.layers_to_transform is not None and not (
             isinstance(self.layers_to_transform, tuple)
@@ -383,7 +384,7 @@ class PPOAgent(Agent):
         else:
             peft = _import("peft")
             lora = cfg.lora
-            targets: str | list[str] = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+            targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
             if targets == "all-linear" and lora.layers_to_transform is not None:
                 # peft takes layers_to_transform with module names only: spell "all-linear" out
                 head = model.get_output_embeddings()
@@ -555,13 +556,13 @@ class PPOAgent(Agent):
     def _make_envs(self, env: str | Callable[..., gym.Env], env_kwargs: dict[str, Any]) -> list[gym.Env]:
         if isinstance(env, str):
             import fbenv  # noqa: F401  (registers the fbenv ids)
-            from fbenv.registry import REGISTRY
+            from fbenv.registry import REGISTRY, require_interface
 
-            spec = next((s for s in REGISTRY if env in (s.id, s.name)), None)
-            if spec is not None and spec.multi_agent:
-                raise InvalidArgumentError(f"PPOAgent.train: expects a single-agent env, actual multi-agent {spec.id!r}")
-            env_id = spec.id if spec is not None else env
-            kwargs = {"interface": "text", **env_kwargs} if spec is not None else dict(env_kwargs)
+            if any(env in (s.id, s.name) for s in REGISTRY):
+                env_id = require_interface(env, "text", "PPOAgent", env_kwargs).id
+                kwargs = {"interface": "text", **env_kwargs}
+            else:  # any other Gymnasium id with a text interface
+                env_id, kwargs = env, dict(env_kwargs)
             envs = [gym.make(env_id, **kwargs) for _ in range(self.config.episodes_per_update)]
         elif callable(env):
             envs = [env(**env_kwargs) for _ in range(self.config.episodes_per_update)]
@@ -624,7 +625,8 @@ class PPOAgent(Agent):
                 ref_logp, _, _, _ = self._forward(chunk, reference=True, with_values=False)
                 for k, t in enumerate(chunk):
                     n = len(t.response)
-                    t.logprobs, t.values, t.ref_logprobs = logp[k, :n].cpu(), values[k, :n].cpu(), ref_logp[k, :n].cpu()
+                    t.logprobs, t.values = logp[k, :n].cpu(), values[k, :n].cpu()
+                    t.ref_logprobs = ref_logp[k, :n].cpu()
         cut = [ep for ep in episodes if not ep.terminated and ep.final_prompt is not None]
         if cut:
             for ep, v in zip(cut, self._prompt_values([ep.final_prompt for ep in cut])):
@@ -634,17 +636,17 @@ class PPOAgent(Agent):
         for ep in episodes:
             rewards = []
             for t in ep.turns:
-                kl = t.logprobs - t.ref_logprobs
-                r = -cfg.kl_coef * kl
+                r = -cfg.kl_coef * (t.logprobs - t.ref_logprobs)
                 r[-1] += t.reward
                 rewards.append(r)
-            kls.append(float(sum(float((t.logprobs - t.ref_logprobs).sum()) for t in ep.turns)))
+            kls.append(sum(float((t.logprobs - t.ref_logprobs).sum()) for t in ep.turns))
             advs, rets = gae_over_turns(rewards, [t.values for t in ep.turns], ep.last_value, cfg.gamma, cfg.lam)
             for t, a, r in zip(ep.turns, advs, rets):
                 t.advantages, t.returns = a, r
         if cfg.whiten_advantages:
             flat = torch.cat([t.advantages for t in turns])
-            mean, std = flat.mean(), flat.std() if len(flat) > 1 else torch.tensor(1.0)
+            mean = flat.mean()
+            std = flat.std() if len(flat) > 1 else torch.tensor(1.0)
             for t in turns:
                 t.advantages = (t.advantages - mean) / (std + 1e-8)
         # 5. PPO epochs
@@ -724,9 +726,9 @@ class PPOAgent(Agent):
         """Run ``n_updates`` PPO updates against ``env``; return their stats (also in :attr:`history`).
 
         Args:
-            env: an env id (fbenv ids get ``interface="text"`` unless ``env_kwargs`` says
-                otherwise; other Gymnasium ids go to ``gymnasium.make``) or a factory
-                called as ``env(**env_kwargs)``. ``episodes_per_update`` envs are made.
+            env: an env id (fbenv ids get ``interface="text"``; other Gymnasium ids go
+                to ``gymnasium.make``) or a factory called as ``env(**env_kwargs)``.
+                ``episodes_per_update`` envs are made; their action space must be Text.
             n_updates: how many rollout + PPO rounds.
             env_kwargs: keyword arguments of every env.
             progress: show a tqdm progress bar.

@@ -7,8 +7,11 @@ through the text interface. ``--timing`` picks when the customer rates: ``foresi
 of its choice are simulated). The plot shows the feedback reward next to the true
 utility the env reports: under foresight the two can part ways (RLHS).
 
-Defaults are sized for a 2-core CPU (a few minutes): single-turn episodes, short
-replies, few updates. Raise ``--updates``, ``--episodes`` and ``--max-turns`` on a
+Defaults are sized for a 2-core CPU (several minutes): 8 updates of 8 episodes, the
+customer may ask one follow-up (``--max-turns 2``: answering "does it have X?" is where
+a claim, true or false, moves the rating), 16-token replies, LoRA on the top 4 layers.
+A 135M model rarely says anything that changes the rule customer's decision at first,
+so expect a noisy, slowly rising curve; raise ``--updates`` and ``--episodes`` on a
 bigger machine (``--device cuda`` works unchanged).
 
     python examples/ppo_llm.py --timing hindsight --updates 8 --out ppo_advisor.png
@@ -29,10 +32,10 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=8)
     ap.add_argument("--episodes", type=int, default=8, help="episodes per PPO update")
     ap.add_argument("--minibatch", type=int, default=8, help="replies per optimizer step")
-    ap.add_argument("--max-turns", type=int, default=1, help="Advisor's max_turns (customer follow-ups)")
-    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--max-turns", type=int, default=2, help="Advisor's max_turns (customer follow-ups)")
+    ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ppo-epochs", type=int, default=2)
     ap.add_argument("--kl-coef", type=float, default=0.02)
     ap.add_argument("--lora-layers", type=int, default=4, help="LoRA on the top N decoder layers (0: all layers)")
