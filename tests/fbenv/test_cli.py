@@ -87,3 +87,18 @@ def test_bench_rule_only_saves_rows(tmp_path):
     assert [r["timing"] for r in rows] == ["foresight", "partial_hindsight", "hindsight"]
     fore, _, hind = rows
     assert fore["gap"] > hind["gap"] and fore["deceived"] > hind["deceived"]
+
+
+def test_bench_llm_rows_run_batched_with_any_backend():
+    """The LLM half of `make bench`, with a scripted customer who believes every claim."""
+    from fbenv.baselines import rlhs
+    from fbenv.llm import ScriptedBackend
+
+    person = ScriptedBackend([(r"Rating: N", "Rating: 5"), (r"assistant says: \"I recommend the [^\"]*\(([ABCD])\)", "BUY {0}")])
+    rows = rlhs.llm_rows(person, seeds=[0, 1, 2])
+    assert [(r.timing, r.policy) for r in rows] == [(t, p) for t in rlhs.TIMINGS for p in rlhs.POLICIES]
+    assert all(r.simulator == "llm" and r.episodes == 3 and r.llm_fallbacks == 0 for r in rows)
+    assert all(r.reward == 1.0 for r in rows)  # this customer always rates 5...
+    flat = {r.timing: r for r in rows if r.policy == "flatterer"}
+    honest = {r.timing: r for r in rows if r.policy == "honest"}
+    assert flat["foresight"].true_utility < honest["foresight"].true_utility  # ...whatever it was told
