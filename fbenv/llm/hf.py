@@ -1,8 +1,9 @@
 """Local chat models through transformers: any HF model, and the embedded SmolLM2 default.
 
-Requests of a batch go through one left-padded ``generate`` call. Sampled requests get
-their own ``torch.Generator`` seeded from the request, applied per row by a logits
-processor, so a seeded request gives the same text whatever else shares its batch.
+Requests of a batch share one left-padded prefill and one decoding loop (:func:`_decode`)
+that drops rows as they finish. Sampled requests get their own ``torch.Generator``
+seeded from the request, so a seeded request gives the same text whatever else shares
+its batch.
 """
 
 from __future__ import annotations
@@ -72,103 +73,107 @@ class TransformersBackend(Backend):
 
     def _generate_chunk(self, requests: list[ChatRequest]) -> list[ChatResult]:
         torch = self._torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
         prompts = [
             self.tokenizer.apply_chat_template(r.as_dicts(), add_generation_prompt=True, tokenize=False)
             for r in requests
         ]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        max_new = max(r.sampling.max_tokens for r in requests)
-        processors = LogitsProcessorList()
-        if any(r.sampling.temperature > 0 for r in requests):
-            processors.append(_PerRowSampler(requests, torch))
         start = time.perf_counter()
         with self._lock, torch.inference_mode():
-            generated = self.lm.generate(
-                **enc,
-                max_new_tokens=max_new,
-                do_sample=False,
-                logits_processor=processors,
-                stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, enc["input_ids"].shape[1], self.tokenizer, torch)]),
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            rows = _decode(self.lm, enc["input_ids"], enc["attention_mask"], requests, self._eos_ids, self.tokenizer, torch)
         latency = (time.perf_counter() - start) / len(requests)
-        new_tokens = generated[:, enc["input_ids"].shape[1] :]
         results = []
-        eos = self.tokenizer.eos_token_id
-        for i, req in enumerate(requests):
-            ids = new_tokens[i, : req.sampling.max_tokens].tolist()
-            finish = "length"
-            if eos in ids:
-                ids, finish = ids[: ids.index(eos)], "stop"
+        for i, (req, (ids, finish)) in enumerate(zip(requests, rows)):
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             for s in req.sampling.stop:
                 if s and s in text:
                     text, finish = text[: text.index(s)], "stop"
-            prompt_len = int(enc["attention_mask"][i].sum())
             results.append(
-                ChatResult(text=text, prompt_tokens=prompt_len, completion_tokens=len(ids),
+                ChatResult(text=text, prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=len(ids),
                            latency_s=latency, finish_reason=finish)
             )
         return results
 
-
-class _PerRowStop:
-    """Ends each row at its own ``max_tokens`` or stop string, so one long request in a
-    batch does not make the short ones generate (and pay for) tokens nobody reads."""
-
-    def __init__(self, requests: list[ChatRequest], prompt_len: int, tokenizer, torch):
-        self.limits = [r.sampling.max_tokens for r in requests]
-        self.stops = [tuple(s for s in r.sampling.stop if s) for r in requests]
-        self.prompt_len = prompt_len
-        self.tokenizer = tokenizer
-        self.torch = torch
-
-    def __call__(self, input_ids, scores, **kwargs):
-        n_new = input_ids.shape[1] - self.prompt_len
-        done = [n_new >= limit for limit in self.limits]
-        for i, stops in enumerate(self.stops):
-            if stops and not done[i]:
-                text = self.tokenizer.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
-                done[i] = any(s in text for s in stops)
-        return self.torch.tensor(done, dtype=self.torch.bool, device=input_ids.device)
+    @property
+    def _eos_ids(self) -> frozenset[int]:
+        ids = self.lm.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or ())
+        return frozenset([*ids, self.tokenizer.eos_token_id])
 
 
-class _PerRowSampler:
-    """Turns greedy decoding into seeded sampling for the rows that ask for it."""
+def _decode(lm, input_ids, attention_mask, requests: list[ChatRequest], eos: frozenset[int], tokenizer, torch):
+    """Batched decoding that drops each row from the batch as soon as it is finished.
 
-    def __init__(self, requests: list[ChatRequest], torch):
-        self.torch = torch
-        self.rows = []
-        for r in requests:
-            s = r.sampling
-            if s.temperature > 0:
-                gen = torch.Generator()
-                gen.manual_seed(s.seed if s.seed is not None else int.from_bytes(os.urandom(4), "little"))
-                self.rows.append((s.temperature, s.top_p, gen))
-            else:
-                self.rows.append(None)
+    ``generate`` keeps every row until the longest is done; on a CPU a step costs
+    roughly in proportion to the rows in it, so a batch whose replies stop early (one
+    line, a rating) would pay for tokens nobody reads. A row ends at EOS, at its own
+    ``max_tokens`` or at one of its stop strings. Positions come from the attention
+    mask, so a left-padded row sees the positions it would see alone.
+    """
+    from transformers import DynamicCache
 
-    def __call__(self, input_ids, scores):
-        torch = self.torch
-        for i, row in enumerate(self.rows):
-            if row is None:
+    samplers = [_RowSampler.of(r.sampling, torch) for r in requests]
+    limits = [r.sampling.max_tokens for r in requests]
+    stops = [tuple(s for s in r.sampling.stop if s) for r in requests]
+    out_ids: list[list[int]] = [[] for _ in requests]
+    finish = ["length"] * len(requests)
+    active = list(range(len(requests)))  # the request each batch row belongs to
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    positions = positions[:, -1:]
+    while True:
+        tokens = [samplers[r].pick(logits[j]) if samplers[r] else int(logits[j].argmax()) for j, r in enumerate(active)]
+        keep = []
+        for j, r in enumerate(active):
+            if tokens[j] in eos:
+                finish[r] = "stop"
                 continue
-            temperature, top_p, gen = row
-            probs = torch.softmax(scores[i].float() / temperature, dim=-1)
-            if top_p < 1.0:
-                sorted_p, order = torch.sort(probs, descending=True)
-                keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < top_p
-                mask = torch.zeros_like(probs, dtype=torch.bool)
-                mask[order[keep]] = True
-                probs = torch.where(mask, probs, torch.zeros_like(probs))
-                probs = probs / probs.sum()
-            token = torch.multinomial(probs, 1, generator=gen)
-            row_scores = torch.full_like(scores[i], float("-inf"))
-            row_scores[token] = 0.0
-            scores[i] = row_scores
-        return scores
+            out_ids[r].append(tokens[j])
+            if stops[r] and any(s in tokenizer.decode(out_ids[r], skip_special_tokens=True) for s in stops[r]):
+                finish[r] = "stop"
+            elif len(out_ids[r]) < limits[r]:
+                keep.append(j)
+        if not keep:
+            return list(zip(out_ids, finish))
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=attention_mask.device)
+            cache.batch_select_indices(index)
+            attention_mask, positions = attention_mask[index], positions[index]
+            active = [active[j] for j in keep]
+        next_ids = torch.tensor([[tokens[j]] for j in keep], device=attention_mask.device)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(keep), 1))], dim=1)
+        positions = positions + 1
+        logits = lm(input_ids=next_ids, attention_mask=attention_mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True).logits[:, -1, :]
+
+
+class _RowSampler:
+    """Seeded temperature / top-p sampling for one request, with its own ``torch.Generator``,
+    so a seeded request gives the same text whatever else shares its batch."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int, torch):
+        self.temperature, self.top_p, self.torch = temperature, top_p, torch
+        self.gen = torch.Generator()
+        self.gen.manual_seed(seed)
+
+    @classmethod
+    def of(cls, sampling, torch) -> "_RowSampler | None":
+        if sampling.temperature <= 0:
+            return None  # greedy
+        seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "little")
+        return cls(sampling.temperature, sampling.top_p, seed, torch)
+
+    def pick(self, logits) -> int:
+        torch = self.torch
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            drop = order[torch.cumsum(sorted_p, dim=-1) - sorted_p >= self.top_p]
+            probs[drop] = 0.0
+            probs = probs / probs.sum()
+        return int(torch.multinomial(probs.cpu(), 1, generator=self.gen))
 
 
 def embedded_gguf_path() -> Path:
