@@ -105,10 +105,10 @@ class FeedbackEnv(gym.Env):
             self._backend = get_backend(self.llm_spec, cache=self.llm_cache, cache_path=self.llm_cache_path)
         return self._backend
 
-    def prompted(self, max_tokens: int, stop: tuple[str, ...] = ()) -> PromptedCall:
+    def prompted(self, max_tokens: int, stop: tuple[str, ...] = (), choices: tuple[str, ...] = ()) -> PromptedCall:
         return PromptedCall(
             backend=self.backend,
-            sampling=Sampling(max_tokens=max_tokens, temperature=self.llm_temperature, stop=stop),
+            sampling=Sampling(max_tokens=max_tokens, temperature=self.llm_temperature, stop=stop, choices=choices),
             policy=self.on_parse_error,
             stats=self.parse_stats,
         )

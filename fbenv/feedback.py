@@ -65,6 +65,8 @@ class Feedback:
     simulator: str = "rule"
     seed: int | None = None
     usage: Usage = field(default_factory=Usage)
+    # an LLM rater's probability of each point of the scale, when its backend scored them
+    distribution: tuple[float, ...] | None = None
 
     def normalized(self) -> float | None:
         """``scalar`` mapped from ``scale`` to [0, 1], or None without a scalar."""

@@ -15,7 +15,7 @@ at once). Giving up raises :class:`SimulatorGaveUp`, which envs turn into
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -77,6 +77,8 @@ class Asked(Generic[T]):
     seeds: tuple[int, ...]
     usage: Usage
     attempts: int
+    # the last reply's choice log-probabilities, when the call had choices and the backend scored them
+    choice_logprobs: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -122,13 +124,11 @@ class PromptedCall:
         for attempt in range(1, tries + 1):
             seed = int(rng.integers(0, 2**31 - 1))
             seeds.append(seed)
-            sampling = Sampling(
-                max_tokens=self.sampling.max_tokens,
+            sampling = replace(
+                self.sampling,
                 # a retry at temperature 0 would repeat the same reply: warm it up a little
                 temperature=self.sampling.temperature or (0.7 if attempt > 1 else 0.0),
-                top_p=self.sampling.top_p,
                 seed=seed,
-                stop=self.sampling.stop,
             )
             [result] = self.backend.chat([ChatRequest(tuple(messages), sampling)])
             usage = usage + usage_of([result])
@@ -136,9 +136,9 @@ class PromptedCall:
             self.stats.calls += 1
             value = parse(raw)
             if value is not None:
-                return Asked(value, raw, True, tuple(seeds), usage, attempt)
+                return Asked(value, raw, True, tuple(seeds), usage, attempt, result.choice_logprobs)
             self.stats.failures += 1
-        return Asked(None, raw, False, tuple(seeds), usage, tries)
+        return Asked(None, raw, False, tuple(seeds), usage, tries, result.choice_logprobs)
 
     def resolve(self, role: str, asked: Asked[T], fallback: Callable[[], T]) -> tuple[T, str | None]:
         """The value to use: parsed, or the rule fallback, or raise :class:`SimulatorGaveUp`."""

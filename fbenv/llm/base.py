@@ -36,15 +36,28 @@ class Message:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Decoding settings. ``temperature == 0`` means greedy; ``seed`` makes sampling repeatable."""
+    """Decoding settings. ``temperature == 0`` means greedy; ``seed`` makes sampling repeatable.
+
+    ``choices`` constrains the reply to one of the given strings (vLLM's *guided choice*):
+    backends that can score them (the local transformers ones) return the chosen string
+    with every choice's log-probability in :attr:`ChatResult.choice_logprobs`, greedy
+    taking the likeliest and sampling drawing from their distribution; vLLM constrains
+    decoding; backends that can do neither generate freely, and the caller's parser reads
+    the text as usual.
+    """
 
     max_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.choices, tuple) or not all(isinstance(c, str) and c for c in self.choices):
+            raise InvalidArgumentError(f"Sampling.choices: expects a tuple of non-empty str, actual {self.choices!r}")
+        if len(set(self.choices)) != len(self.choices):
+            raise InvalidArgumentError(f"Sampling.choices: expects distinct strings, actual {self.choices!r}")
         if self.max_tokens < 1:
             raise InvalidArgumentError(f"Sampling.max_tokens: expects >= 1, actual {self.max_tokens}")
         if self.temperature < 0:
@@ -79,6 +92,13 @@ class ChatResult:
     latency_s: float = 0.0
     cached: bool = False
     finish_reason: str = "stop"
+    # for requests with ``choices``, when the backend scores them: the log-probability of
+    # each choice (normalized over the choices, in their order)
+    choice_logprobs: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choice_logprobs is not None and not isinstance(self.choice_logprobs, tuple):
+            object.__setattr__(self, "choice_logprobs", tuple(self.choice_logprobs))  # e.g. read back from JSON
 
 
 class Backend:

@@ -45,6 +45,8 @@ def request_key(backend_spec: str, model: str, request: ChatRequest) -> str:
             "stop": list(s.stop),
         },
     }
+    if s.choices:  # only when set, so keys recorded before choices existed still match
+        payload["sampling"]["choices"] = list(s.choices)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
 

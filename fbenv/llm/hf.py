@@ -1,7 +1,8 @@
 """Local chat models through transformers: any HF model, and the embedded SmolLM2 default.
 
 Requests of a batch share one left-padded prefill and one decoding loop (:func:`_decode`)
-that drops rows as they finish. Sampled requests get their own ``torch.Generator``
+that drops rows as they finish; requests with ``choices`` are scored instead
+(:func:`_score_choices`). Sampled requests get their own ``torch.Generator``
 seeded from the request, so a seeded request gives the same text whatever else shares
 its batch.
 """
@@ -72,12 +73,25 @@ class TransformersBackend(Backend):
         return out
 
     def _generate_chunk(self, requests: list[ChatRequest]) -> list[ChatResult]:
-        torch = self._torch
+        out: list[ChatResult | None] = [None] * len(requests)
+        free = [i for i, r in enumerate(requests) if not r.sampling.choices]
+        constrained = [i for i, r in enumerate(requests) if r.sampling.choices]
+        for indices, run in ((free, self._generate_free), (constrained, self._choose)):
+            if indices:
+                for i, result in zip(indices, run([requests[i] for i in indices])):
+                    out[i] = result
+        return out  # type: ignore[return-value]
+
+    def _encode(self, requests: list[ChatRequest]):
         prompts = [
             self.tokenizer.apply_chat_template(r.as_dicts(), add_generation_prompt=True, tokenize=False)
             for r in requests
         ]
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    def _generate_free(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        torch = self._torch
+        enc = self._encode(requests)
         start = time.perf_counter()
         with self._lock, torch.inference_mode():
             rows = _decode(self.lm, enc["input_ids"], enc["attention_mask"], requests, self._eos_ids, self.tokenizer, torch)
@@ -91,6 +105,29 @@ class TransformersBackend(Backend):
             results.append(
                 ChatResult(text=text, prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=len(ids),
                            latency_s=latency, finish_reason=finish)
+            )
+        return results
+
+    def _choose(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """Score every choice of every request; greedy takes the likeliest, sampling draws one."""
+        torch = self._torch
+        enc = self._encode(requests)
+        choice_ids = [
+            [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in r.sampling.choices] for r in requests
+        ]
+        start = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            scores = _score_choices(self.lm, enc["input_ids"], enc["attention_mask"], choice_ids, torch)
+        latency = (time.perf_counter() - start) / len(requests)
+        results = []
+        for i, (req, logp) in enumerate(zip(requests, scores)):
+            logp = logp - torch.logsumexp(logp, dim=0)
+            sampler = _RowSampler.of(req.sampling, torch)
+            pick = sampler.pick(logp.clone()) if sampler else int(logp.argmax())
+            results.append(
+                ChatResult(text=req.sampling.choices[pick], prompt_tokens=int(enc["attention_mask"][i].sum()),
+                           completion_tokens=len(choice_ids[i][pick]), latency_s=latency, finish_reason="stop",
+                           choice_logprobs=tuple(float(x) for x in logp))
             )
         return results
 
@@ -147,6 +184,44 @@ def _decode(lm, input_ids, attention_mask, requests: list[ChatRequest], eos: fro
         positions = positions + 1
         logits = lm(input_ids=next_ids, attention_mask=attention_mask, position_ids=positions,
                     past_key_values=cache, use_cache=True).logits[:, -1, :]
+
+
+def _score_choices(lm, input_ids, attention_mask, choice_ids: list[list[list[int]]], torch):
+    """Log-probability that each request's reply starts with each of its choices.
+
+    One prefill for the prompts; its cache is then copied once per choice and every
+    choice's tokens go through a single forward pass, right-padded, so scoring costs
+    one prompt pass and one short pass whatever the number of choices.
+    """
+    from transformers import DynamicCache
+
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    first = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+               past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float().log_softmax(-1)
+    rows = [(i, ids) for i, choices in enumerate(choice_ids) for ids in choices]
+    totals = torch.tensor([float(first[i, ids[0]]) for i, ids in rows])
+    longest = max(len(ids) for _, ids in rows)
+    if longest > 1:  # feed tokens 0..n-2 of every choice; their logits score tokens 1..n-1
+        index = torch.tensor([i for i, _ in rows], device=input_ids.device)
+        cache.batch_select_indices(index)
+        feed = torch.zeros((len(rows), longest - 1), dtype=input_ids.dtype)
+        feed_mask = torch.zeros_like(feed)
+        for r, (_, ids) in enumerate(rows):
+            feed[r, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=feed.dtype)
+            feed_mask[r, : len(ids) - 1] = 1
+        feed, feed_mask = feed.to(input_ids.device), feed_mask.to(input_ids.device)
+        mask = torch.cat([attention_mask[index], feed_mask.to(attention_mask.dtype)], dim=1)
+        pos = positions[index, -1:] + 1 + torch.arange(longest - 1, device=input_ids.device)
+        logp = lm(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                  use_cache=True).logits.float().log_softmax(-1)
+        for r, (_, ids) in enumerate(rows):
+            totals[r] += sum(float(logp[r, t - 1, ids[t]]) for t in range(1, len(ids)))
+    out, r = [], 0
+    for choices in choice_ids:
+        out.append(totals[r : r + len(choices)])
+        r += len(choices)
+    return out
 
 
 class _RowSampler:

@@ -87,3 +87,54 @@ def test_a_stop_string_ends_its_row_early_and_is_cut_off(backend):
     assert stopped.finish_reason == "stop" and stopped.completion_tokens == k + 1
     assert stopped.text == free.text[: free.text.index(stop)]
     assert other.completion_tokens == len(reference_ids(backend, PROMPTS[:1], 16)[0])
+
+
+# --------------------------------------------------------------------------- choices
+
+CHOICES = ("Rating: 1", "Rating: 5", "I'll buy the Trail 5.", "LEAVE")
+
+
+def full_sequence_logprobs(backend: TransformersBackend, prompt: str, choices) -> list[float]:
+    """Each choice scored the slow way: prompt and choice in one forward pass, alone."""
+    tok = backend.tokenizer
+    base = tok(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                       tokenize=False), add_special_tokens=False)["input_ids"]
+    out = []
+    with torch.inference_mode():
+        for choice in choices:
+            ids = tok(choice, add_special_tokens=False)["input_ids"]
+            logp = backend.lm(input_ids=torch.tensor([base + ids])).logits[0].float().log_softmax(-1)
+            out.append(sum(float(logp[len(base) - 1 + t, i]) for t, i in enumerate(ids)))
+    return out
+
+
+def test_choices_are_scored_exactly_and_greedy_takes_the_likeliest(backend):
+    results = backend.chat([ask(p, choices=CHOICES) for p in PROMPTS])
+    for prompt, result in zip(PROMPTS, results):
+        expected = torch.tensor(full_sequence_logprobs(backend, prompt, CHOICES))
+        expected = expected - torch.logsumexp(expected, 0)
+        got = torch.tensor(result.choice_logprobs)
+        assert torch.allclose(got, expected, atol=1e-3), (got, expected)
+        assert result.text == CHOICES[int(expected.argmax())]
+        assert result.completion_tokens == len(backend.tokenizer(result.text, add_special_tokens=False)["input_ids"])
+
+
+def test_choice_rows_and_free_rows_share_a_batch_without_changing_each_other(backend):
+    mixed = backend.chat([ask(PROMPTS[0], max_tokens=8), ask(PROMPTS[1], choices=CHOICES), ask(PROMPTS[2], max_tokens=8)])
+    free = backend.chat([ask(PROMPTS[0], max_tokens=8), ask(PROMPTS[2], max_tokens=8)])
+    alone = backend.chat([ask(PROMPTS[1], choices=CHOICES)])[0]
+    assert [mixed[0].text, mixed[2].text] == [free[0].text, free[1].text]
+    assert mixed[0].choice_logprobs is None
+    assert mixed[1].text == alone.text
+    assert mixed[1].choice_logprobs == pytest.approx(alone.choice_logprobs, abs=1e-4)
+
+
+def test_sampled_choices_follow_the_seed(backend):
+    digits = ("1", "2", "3", "4", "5")
+
+    def pick(seed):
+        return backend.chat([ask(PROMPTS[1], choices=digits, temperature=5.0, seed=seed)])[0].text
+
+    picks = [pick(seed) for seed in range(24)]
+    assert picks == [pick(seed) for seed in range(24)]  # the seed decides
+    assert len(set(picks)) > 1  # a hot temperature spreads the draws over the choices
