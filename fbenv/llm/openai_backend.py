@@ -6,6 +6,8 @@ then ``OPENAI_API_KEY``), so a spec, which is what pickles and cache keys carry,
 holds a secret. A batch's requests go to the server concurrently: the server does the
 batching, we only keep enough requests in flight. Retries and timeouts are the official
 client's, which already backs off on 408/409/429/5xx and honours ``Retry-After``.
+A request's ``choices`` are not sent (the OpenAI API has no such field): the model
+replies freely and the caller's parser reads the reply, as for any free-text backend.
 """
 
 from __future__ import annotations

@@ -28,6 +28,12 @@ def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
     }
 
 
+def structured_outputs(sampling: Sampling) -> dict[str, Any] | None:
+    """Keyword arguments for ``vllm.sampling_params.StructuredOutputsParams``: ``choices``
+    become vLLM's guided choice (the reply is exactly one of them), or None without choices."""
+    return {"choice": list(sampling.choices)} if sampling.choices else None
+
+
 def conversations(requests: Sequence[ChatRequest]) -> list[list[dict[str, str]]]:
     """The ``messages`` argument of ``LLM.chat``: one OpenAI-style conversation per request."""
     return [r.as_dicts() for r in requests]
@@ -88,11 +94,20 @@ class VLLMBackend(Backend):
         llm = self.__dict__.get("llm")
         if llm is None:
             raise BackendError(f"vLLM backend {self.model!r} was closed; get a new one from the registry")
-        params = [self._vllm.SamplingParams(**sampling_kwargs(r.sampling)) for r in requests]
+        params = [self._params(r.sampling) for r in requests]
         start = time.perf_counter()
         with self._lock:
             outputs = llm.chat(conversations(requests), params, use_tqdm=False)
         return chat_results(outputs, len(requests), time.perf_counter() - start)
+
+    def _params(self, sampling: Sampling):
+        kwargs = sampling_kwargs(sampling)
+        constraint = structured_outputs(sampling)
+        if constraint is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            kwargs["structured_outputs"] = StructuredOutputsParams(**constraint)
+        return self._vllm.SamplingParams(**kwargs)
 
     def close(self) -> None:
         self.__dict__.pop("llm", None)  # vLLM frees GPU memory when the engine is collected

@@ -18,6 +18,7 @@ from fbenv.envs.advisor import (
 )
 from fbenv.feedback import Source
 from fbenv.llm import ScriptedBackend
+from fbenv.llm.base import Backend, ChatResult
 
 
 def make(**kw):
@@ -160,6 +161,86 @@ def test_llm_customer_decides_and_rates():
     # the seeds come from the env's RNG: the same seed gives the same seeds
     env.reset(seed=0)
     assert env.step(COMPARE_ACTION)[4]["llm_seeds"] == info["llm_seeds"]
+
+
+class ChoosingPerson(Backend):
+    """Scores the offered choices like the local backends do, from a preference function.
+
+    ``prefer(choice, request) -> weight``; the reply is the heaviest choice and
+    ``choice_logprobs`` is the normalized log of the weights.
+    """
+
+    spec = model = "choosing"
+
+    def __init__(self, prefer):
+        self.prefer, self.calls = prefer, []
+
+    def _generate(self, requests):
+        out = []
+        for r in requests:
+            self.calls.append(r)
+            assert r.sampling.choices, "the Advisor customer offers choices on every call but the story"
+            w = np.array([self.prefer(c, r) for c in r.sampling.choices], dtype=float)
+            with np.errstate(divide="ignore"):  # a zero weight is a choice it never makes
+                logp = np.log(w / w.sum())
+            out.append(ChatResult(text=r.sampling.choices[int(w.argmax())], choice_logprobs=tuple(logp)))
+        return out
+
+
+def test_scored_rating_is_the_expected_rating_and_keeps_its_distribution():
+    weights = {"Rating: 1": 1, "Rating: 2": 0, "Rating: 3": 0, "Rating: 4": 1, "Rating: 5": 2}
+    person = ChoosingPerson(lambda c, r: weights.get(c, 1.0 if c.startswith("I'll buy") else 0.0))
+    env = llm_env(person)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(COMPARE_ACTION)
+    rating = info["feedback"][-1]
+    assert terminated and rating.parsed and rating.fallback is None
+    assert rating.distribution == pytest.approx((0.25, 0.0, 0.0, 0.25, 0.5))
+    assert rating.scalar == pytest.approx(0.25 * 1 + 0.25 * 4 + 0.5 * 5)  # not the likeliest point, 5
+    assert reward == pytest.approx((rating.scalar - 1) / 4)
+    options = person.calls[0].sampling.choices
+    assert options[-2:] == ("I'll leave without buying.", "I have a question.")
+    assert "I have a question." not in person.calls[0].messages[-1].content  # offered, not put in its mouth
+
+
+def test_a_sampled_rating_is_a_point_of_the_scale():
+    person = ChoosingPerson(lambda c, r: 1.0)
+    env = llm_env(person, llm_temperature=0.7)
+    env.reset(seed=0)
+    rating = env.step(COMPARE_ACTION)[4]["feedback"][-1]
+    assert rating.scalar in (1.0, 2.0, 3.0, 4.0, 5.0) and rating.distribution == pytest.approx((0.2,) * 5)
+
+
+def test_a_question_is_chosen_among_the_needs_and_answered():
+    def prefer(choice, request):
+        if choice == "I have a question.":
+            return 1.0 if "Conversation so far" in request.messages[-1].content and request.messages[-1].content.count("Assistant:") < 2 else 0.0
+        return 1.0 if choice.startswith("Does the") or choice == "Rating: 3" else 0.01
+
+    person = ChoosingPerson(prefer)
+    env = llm_env(person)
+    env.reset(seed=0)
+    s = env.unwrapped.scenario
+    obs, _, terminated, _, info = env.step(COMPARE_ACTION)
+    asked = person.calls[1].sampling.choices
+    assert not terminated and info["feedback"][0].parsed
+    assert set(asked) == {f"Does the {p.name} have {s.feature_names[f]}?" for p in s.products for f in s.needs}
+    item, feature = env.unwrapped.last_question
+    assert info["messages"][-1]["content"] == f"Does the {s.products[item].name} have {s.feature_names[feature]}?"
+    assert obs[35 + item] == 1.0 and obs[39 + feature] == 1.0  # the discrete view sees the question
+    assert info["usage"].calls == 2
+
+
+def test_free_text_replies_still_parse():
+    env = llm_env(ScriptedBackend([]))
+    env.reset(seed=0)
+    parse = env.unwrapped._parse_decision
+    s = env.unwrapped.scenario
+    assert parse(f"I'll buy the {s.products[2].name}.", final=False).item == 2
+    assert parse("BUY b", final=False).item == 1
+    assert parse("I'll leave without buying.", final=False).kind == "leave"
+    assert parse("ASK does A have it?", final=True) is None  # no questions on the last turn
+    assert parse("hmm", final=False) is None
 
 
 def test_unparseable_rating_is_flagged_and_falls_back():

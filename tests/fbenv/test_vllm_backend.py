@@ -14,7 +14,14 @@ import pytest
 
 from fbenv.errors import InvalidArgumentError, MissingExtraError
 from fbenv.llm import ChatRequest, Sampling, build_backend
-from fbenv.llm.vllm_backend import VLLMBackend, chat_result, chat_results, conversations, sampling_kwargs
+from fbenv.llm.vllm_backend import (
+    VLLMBackend,
+    chat_result,
+    chat_results,
+    conversations,
+    sampling_kwargs,
+    structured_outputs,
+)
 
 
 def output(text: str, prompt_ids, token_ids, finish_reason="stop"):
@@ -29,6 +36,12 @@ def test_sampling_kwargs_carry_every_setting():
 
 def test_sampling_kwargs_defaults_are_greedy_and_unseeded():
     assert sampling_kwargs(Sampling()) == {"max_tokens": 64, "temperature": 0.0, "top_p": 1.0, "seed": None, "stop": []}
+
+
+def test_choices_become_a_guided_choice():
+    assert structured_outputs(Sampling(choices=("Rating: 1", "Rating: 2"))) == {"choice": ["Rating: 1", "Rating: 2"]}
+    assert structured_outputs(Sampling()) is None
+    assert "choices" not in sampling_kwargs(Sampling(choices=("a", "b")))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (needs a GPU)")
