@@ -52,6 +52,17 @@ def test_seeded_sampling_repeats_per_request(embedded):
     assert other.text != first.text
 
 
+def test_scored_choices_pick_what_the_model_believes(embedded):
+    import math
+
+    q = ask("What is the capital of France? Answer with the city only.", choices=("Berlin", "Paris", "Madrid"))
+    batched = embedded.chat([q, ask("Say hi.", max_tokens=4)])[0]
+    alone = embedded.chat([q])[0]
+    assert batched.text == alone.text == "Paris"
+    assert math.isclose(sum(math.exp(lp) for lp in alone.choice_logprobs), 1.0, rel_tol=1e-5)
+    assert max(alone.choice_logprobs) == alone.choice_logprobs[1]
+
+
 def test_llm_episode_records_then_replays_with_the_model_absent(tmp_path, monkeypatch):
     """Record an Advisor rollout with the real model, then replay it exactly without one."""
     import gymnasium as gym
