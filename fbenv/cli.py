@@ -170,7 +170,11 @@ def perf(
     num_envs: int = typer.Option(8, min=1),
     steps: int = typer.Option(3, min=1, help="vector steps timed per measurement"),
     seed: int = 0,
-    option: list[str] = typer.Option(["feedback_timing=hindsight"], "--option", "-o"),
+    option: list[str] = typer.Option(
+        ["interface=discrete", "feedback_timing=hindsight"], "--option", "-o",
+        help="env option KEY=VALUE; by default the discrete interface, whose actions are the task's own "
+        "sentences (random text actions are character soup, thousands of tokens long)",
+    ),
 ) -> None:
     """Throughput: batched vs SyncVectorEnv, env overhead over raw backend time, model load time."""
     from fbenv import perf as p
