@@ -189,9 +189,10 @@ def _decode(lm, input_ids, attention_mask, requests: list[ChatRequest], eos: fro
 def _score_choices(lm, input_ids, attention_mask, choice_ids: list[list[list[int]]], torch):
     """Log-probability that each request's reply starts with each of its choices.
 
-    One prefill for the prompts; its cache is then copied once per choice and every
-    choice's tokens go through a single forward pass, right-padded, so scoring costs
-    one prompt pass and one short pass whatever the number of choices.
+    One pass over the prompts; one over the tokens a request's choices share (``Rating:``
+    of ``Rating: 1`` ... ``Rating: 5``), one row per request; then the cache is copied
+    once per choice and every choice's own remaining tokens go through one pass. When
+    the choices differ only in their last token (a rating), that last pass is not needed.
     """
     from transformers import DynamicCache
 
@@ -199,29 +200,57 @@ def _score_choices(lm, input_ids, attention_mask, choice_ids: list[list[list[int
     cache = DynamicCache()
     first = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float().log_softmax(-1)
-    rows = [(i, ids) for i, choices in enumerate(choice_ids) for ids in choices]
-    totals = torch.tensor([float(first[i, ids[0]]) for i, ids in rows])
-    longest = max(len(ids) for _, ids in rows)
-    if longest > 1:  # feed tokens 0..n-2 of every choice; their logits score tokens 1..n-1
+    mask, next_pos = attention_mask, positions[:, -1] + 1
+    prefixes = [_shared_prefix(choices) for choices in choice_ids]
+    base = torch.zeros(len(choice_ids))  # log p(shared prefix)
+    after = first  # the next-token distribution once the shared prefix is read
+    if any(prefixes):
+        logp, mask, next_pos = _feed(lm, cache, mask, next_pos, prefixes, torch)
+        after = first.clone()
+        for i, prefix in enumerate(prefixes):
+            if prefix:
+                base[i] = float(first[i, prefix[0]]) + sum(float(logp[i, t - 1, prefix[t]]) for t in range(1, len(prefix)))
+                after[i] = logp[i, len(prefix) - 1]
+    rows = [(i, ids[len(prefixes[i]):]) for i, choices in enumerate(choice_ids) for ids in choices]
+    totals = torch.tensor([float(base[i] + after[i, own[0]]) for i, own in rows])
+    if any(len(own) > 1 for _, own in rows):  # feed tokens 0..n-2 of each; their logits score tokens 1..n-1
         index = torch.tensor([i for i, _ in rows], device=input_ids.device)
         cache.batch_select_indices(index)
-        feed = torch.zeros((len(rows), longest - 1), dtype=input_ids.dtype)
-        feed_mask = torch.zeros_like(feed)
-        for r, (_, ids) in enumerate(rows):
-            feed[r, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=feed.dtype)
-            feed_mask[r, : len(ids) - 1] = 1
-        feed, feed_mask = feed.to(input_ids.device), feed_mask.to(input_ids.device)
-        mask = torch.cat([attention_mask[index], feed_mask.to(attention_mask.dtype)], dim=1)
-        pos = positions[index, -1:] + 1 + torch.arange(longest - 1, device=input_ids.device)
-        logp = lm(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                  use_cache=True).logits.float().log_softmax(-1)
-        for r, (_, ids) in enumerate(rows):
-            totals[r] += sum(float(logp[r, t - 1, ids[t]]) for t in range(1, len(ids)))
+        logp, _, _ = _feed(lm, cache, mask[index], next_pos[index], [own[:-1] for _, own in rows], torch)
+        for r, (_, own) in enumerate(rows):
+            totals[r] += sum(float(logp[r, t - 1, own[t]]) for t in range(1, len(own)))
     out, r = [], 0
     for choices in choice_ids:
         out.append(totals[r : r + len(choices)])
         r += len(choices)
     return out
+
+
+def _shared_prefix(choices: list[list[int]]) -> list[int]:
+    """The leading tokens all choices share, leaving each at least one token of its own."""
+    k = 0
+    while all(len(c) > k + 1 for c in choices) and len({c[k] for c in choices}) == 1:
+        k += 1
+    return choices[0][:k]
+
+
+def _feed(lm, cache, mask, next_pos, seqs: list[list[int]], torch):
+    """Feed each row its own tokens (right-padded, masked) after what the cache holds.
+
+    Returns the log-probabilities at every fed position, the extended attention mask and
+    each row's next position.
+    """
+    longest = max(len(seq) for seq in seqs)
+    feed = torch.zeros((len(seqs), longest), dtype=torch.long)
+    fed = torch.zeros_like(feed)
+    for r, seq in enumerate(seqs):
+        feed[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        fed[r, : len(seq)] = 1
+    feed, fed = feed.to(mask.device), fed.to(mask.device)
+    mask = torch.cat([mask, fed.to(mask.dtype)], dim=1)
+    logp = lm(input_ids=feed, attention_mask=mask, position_ids=next_pos[:, None] + torch.arange(longest, device=mask.device),
+              past_key_values=cache, use_cache=True).logits.float().log_softmax(-1)
+    return logp, mask, next_pos + fed.sum(dim=1)
 
 
 class _RowSampler:

@@ -92,6 +92,9 @@ def test_a_stop_string_ends_its_row_early_and_is_cut_off(backend):
 # --------------------------------------------------------------------------- choices
 
 CHOICES = ("Rating: 1", "Rating: 5", "I'll buy the Trail 5.", "LEAVE")
+# sharing leading tokens exercises the shared-prefix pass; single tokens skip the last pass
+CHOICE_SETS = (CHOICES, tuple(f"Rating: {n}" for n in range(1, 6)), ("I'll buy the Trail 5.", "I'll buy the Ridge 8.", "I'll leave."),
+               ("1", "2", "3"))
 
 
 def full_sequence_logprobs(backend: TransformersBackend, prompt: str, choices) -> list[float]:
@@ -108,14 +111,15 @@ def full_sequence_logprobs(backend: TransformersBackend, prompt: str, choices) -
     return out
 
 
-def test_choices_are_scored_exactly_and_greedy_takes_the_likeliest(backend):
-    results = backend.chat([ask(p, choices=CHOICES) for p in PROMPTS])
-    for prompt, result in zip(PROMPTS, results):
-        expected = torch.tensor(full_sequence_logprobs(backend, prompt, CHOICES))
+@pytest.mark.parametrize("choices", CHOICE_SETS)
+def test_choices_are_scored_exactly_and_greedy_takes_the_likeliest(backend, choices):
+    results = backend.chat([ask(p, choices=c) for p, c in zip(PROMPTS, (choices, CHOICES, choices))])
+    for prompt, result, c in zip(PROMPTS, results, (choices, CHOICES, choices)):
+        expected = torch.tensor(full_sequence_logprobs(backend, prompt, c))
         expected = expected - torch.logsumexp(expected, 0)
         got = torch.tensor(result.choice_logprobs)
         assert torch.allclose(got, expected, atol=1e-3), (got, expected)
-        assert result.text == CHOICES[int(expected.argmax())]
+        assert result.text == c[int(expected.argmax())]
         assert result.completion_tokens == len(backend.tokenizer(result.text, add_special_tokens=False)["input_ids"])
 
 
