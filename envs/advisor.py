@@ -78,9 +78,19 @@ recommended product meets a need nobody mentioned), ``reveal_prob`` (0.5), plus 
 shared options of :class:`fbenv.env.FeedbackEnv` (``interface``, ``simulator``,
 ``llm``, ``llm_cache``, ``llm_cache_path``, ``llm_temperature``, ``on_parse_error``, ``render_mode``).
 
+## LLM simulator
+
+The customer's decision is offered as choices (buy each product, leave, ask a question;
+a question is then chosen among "Does the <product> have <need>?"), and its rating as
+``Rating: 1`` ... ``Rating: 5``; with a backend that scores choices, a greedy rating is
+the expected value of the model's distribution (``Feedback.distribution``). Under the
+hindsight timings an LLM narrates the customer's first week with the product, and the
+rating prompt then states plainly what the customer found.
+
 ## Version history
 
-- v0: initial release.
+- v0: initial release (before the first published version, the LLM customer moved from
+  free-text replies, which SmolLM2 could not format, to scored choices).
 """
 
 from __future__ import annotations
