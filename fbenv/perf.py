@@ -8,6 +8,10 @@ baseline timed moments before on the same machine:
   step one after another, one request per call) on the same envs, seeds and actions;
 - **overhead**: wall time of stepping the batched envs over the time the raw backend
   takes to answer the very same batches of prompts, replayed straight to it.
+
+On a CPU, batching saves on decoding (each step reads the weights once for every row)
+but hardly on reading prompts, which is compute-bound either way; a workload of long
+prompts and short or scored replies gains less from batching than one that generates.
 """
 
 from __future__ import annotations
