@@ -469,19 +469,20 @@ class AdvisorEnv(FeedbackEnv):
         # answer with one, others write freely and the parser reads what they wrote.
         options = [f"I'll buy the {p.name}." for p in s.products] + [LEAVE_REPLY] + ([] if final else [ASK_REPLY])
         call = self.prompted(max_tokens=40, stop=("\n",), choices=tuple(options))
-        said = self.messages[-1]["content"]
         earlier = self._transcript(upto=-1)
-        prompt = (
+        context = (
             (f"Conversation so far:\n{earlier}\n\n" if earlier else "")
-            + f'The shop assistant says: "{said}"\n\nWhat do you do? Reply in one line: buy a product (say which)'
-            + (" or leave." if final else ", leave, or ask a question.")
+            + f'The shop assistant says: "{self.messages[-1]["content"]}"'
         )
-        messages = [Message("system", self._persona(" A shop assistant is advising you.")), Message("user", prompt)]
-        asked = call.ask(messages, lambda t: self._parse_decision(t, final), self.np_random)
+        persona = Message("system", self._persona(" A shop assistant is advising you."))
+        prompt = context + "\n\nWhat do you do? Reply in one line: buy a product (say which)" + (
+            " or leave." if final else ", leave, or ask a question."
+        )
+        asked = call.ask([persona, Message("user", prompt)], lambda t: self._parse_decision(t, final), self.np_random)
         seeds.extend(asked.seeds)
         usage = asked.usage
-        if asked.parsed and asked.value.kind == "ask" and asked.value.question is None and asked.value.text == ASK_REPLY:
-            asked = self._choose_question(messages, seeds)  # which question: one more call
+        if asked.parsed and asked.value.kind == "ask" and asked.value.text == ASK_REPLY:
+            asked = self._choose_question(persona, context, seeds)  # which question: one more call
             usage = usage + asked.usage
         self.episode_usage += usage
         decision, fallback = call.resolve("Advisor user", asked, lambda: rule)
@@ -491,16 +492,15 @@ class AdvisorEnv(FeedbackEnv):
         )
         return decision, record
 
-    def _choose_question(self, messages: list[Message], seeds: list[int]):
+    def _choose_question(self, persona: Message, context: str, seeds: list[int]):
         """The customer said it has a question: which product and which of its needs."""
         s = self.scenario
         questions = {
             f"Does the {p.name} have {s.feature_names[f]}?": (i, f) for i, p in enumerate(s.products) for f in s.needs
         }
         call = self.prompted(max_tokens=24, stop=("\n",), choices=tuple(questions))
-        ask_prompt = messages[-1].content.rsplit("\n\nWhat do you do?", 1)[0] + "\n\nWhat do you ask the shop assistant?"
-        asked = call.ask([messages[0], Message("user", ask_prompt)], lambda t: self._parse_question(t, questions),
-                         self.np_random)
+        prompt = context + "\n\nWhat do you ask the shop assistant?"
+        asked = call.ask([persona, Message("user", prompt)], lambda t: self._parse_question(t, questions), self.np_random)
         seeds.extend(asked.seeds)
         return asked
 

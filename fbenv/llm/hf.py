@@ -123,7 +123,7 @@ class TransformersBackend(Backend):
         for i, (req, logp) in enumerate(zip(requests, scores)):
             logp = logp - torch.logsumexp(logp, dim=0)
             sampler = _RowSampler.of(req.sampling, torch)
-            pick = sampler.pick(logp.clone()) if sampler else int(logp.argmax())
+            pick = sampler.pick(logp) if sampler else int(logp.argmax())
             results.append(
                 ChatResult(text=req.sampling.choices[pick], prompt_tokens=int(enc["attention_mask"][i].sum()),
                            completion_tokens=len(choice_ids[i][pick]), latency_s=latency, finish_reason="stop",
@@ -144,22 +144,16 @@ def _decode(lm, input_ids, attention_mask, requests: list[ChatRequest], eos: fro
     ``generate`` keeps every row until the longest is done; on a CPU a step costs
     roughly in proportion to the rows in it, so a batch whose replies stop early (one
     line, a rating) would pay for tokens nobody reads. A row ends at EOS, at its own
-    ``max_tokens`` or at one of its stop strings. Positions come from the attention
-    mask, so a left-padded row sees the positions it would see alone.
+    ``max_tokens`` or at one of its stop strings.
     """
-    from transformers import DynamicCache
-
     samplers = [_RowSampler.of(r.sampling, torch) for r in requests]
     limits = [r.sampling.max_tokens for r in requests]
     stops = [tuple(s for s in r.sampling.stop if s) for r in requests]
     out_ids: list[list[int]] = [[] for _ in requests]
     finish = ["length"] * len(requests)
     active = list(range(len(requests)))  # the request each batch row belongs to
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    logits = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-    positions = positions[:, -1:]
+    cache, logits, positions = _prefill(lm, input_ids, attention_mask)
+    positions = positions[:, None]
     while True:
         tokens = [samplers[r].pick(logits[j]) if samplers[r] else int(logits[j].argmax()) for j, r in enumerate(active)]
         keep = []
@@ -186,6 +180,21 @@ def _decode(lm, input_ids, attention_mask, requests: list[ChatRequest], eos: fro
                     past_key_values=cache, use_cache=True).logits[:, -1, :]
 
 
+def _prefill(lm, input_ids, attention_mask):
+    """Read the left-padded prompts into a new KV cache.
+
+    Returns the cache, the next-token logits of each row and each row's last position.
+    Positions come from the attention mask, so a padded row sees those it would alone.
+    """
+    from transformers import DynamicCache
+
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    return cache, logits, positions[:, -1]
+
+
 def _score_choices(lm, input_ids, attention_mask, choice_ids: list[list[list[int]]], torch):
     """Log-probability that each request's reply starts with each of its choices.
 
@@ -194,13 +203,9 @@ def _score_choices(lm, input_ids, attention_mask, choice_ids: list[list[list[int
     once per choice and every choice's own remaining tokens go through one pass. When
     the choices differ only in their last token (a rating), that last pass is not needed.
     """
-    from transformers import DynamicCache
-
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    first = lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-               past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float().log_softmax(-1)
-    mask, next_pos = attention_mask, positions[:, -1] + 1
+    cache, logits, last = _prefill(lm, input_ids, attention_mask)
+    first = logits.float().log_softmax(-1)
+    mask, next_pos = attention_mask, last + 1
     prefixes = [_shared_prefix(choices) for choices in choice_ids]
     base = torch.zeros(len(choice_ids))  # log p(shared prefix)
     after = first  # the next-token distribution once the shared prefix is read
