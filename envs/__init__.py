@@ -12,5 +12,6 @@ register(
             {"feedback_timing": "partial_hindsight"},
             {"feedback_timing": "hindsight"},
         ),
+        outcomes=("deceived", "misstatements", "omissions"),
     )
 )

@@ -13,8 +13,9 @@ from fbenv.errors import (
     UnknownNameError,
 )
 from fbenv.feedback import Feedback, Source, Usage
-from fbenv.registry import REGISTRY, TaskSpec, make, register, spec
-from fbenv.vector import BatchedVectorEnv, make_vec
+from fbenv.episodes import EpisodeResult, lockstep_episodes, run_episode
+from fbenv.registry import REGISTRY, TaskSpec, make, make_vec, register, spec
+from fbenv.vector import BatchedVectorEnv
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "REGISTRY",
     "BackendError",
     "BatchedVectorEnv",
+    "EpisodeResult",
     "FbenvError",
     "Feedback",
     "InvalidArgumentError",
@@ -31,9 +33,11 @@ __all__ = [
     "TaskSpec",
     "UnknownNameError",
     "Usage",
+    "lockstep_episodes",
     "make",
     "make_vec",
     "register",
+    "run_episode",
     "spec",
 ]
 

@@ -27,7 +27,7 @@ from gymnasium.vector import SyncVectorEnv
 from fbenv.errors import InvalidArgumentError
 from fbenv.llm.base import Backend, ChatRequest, ChatResult
 from fbenv.registry import spec as task_spec
-from fbenv.vector import make_vec
+from fbenv.registry import make_vec
 
 
 class RecordingBackend(Backend):

@@ -2,23 +2,28 @@
 
 Each :class:`TaskSpec` names its entry point as a lazy ``"module:Class"`` string and
 declares its capabilities. Tests parametrize over :data:`REGISTRY`; nothing else lists
-the envs. Registration with Gymnasium gives every single-agent env a
-``vector_entry_point`` that builds fbenv's batched vector env.
+the envs. Registration with Gymnasium gives every single-agent env
+
+- a ``vector_entry_point`` that builds fbenv's batched vector env (:func:`make_vec`);
+- a discrete twin, ``fbenv/Name-discrete-vN`` (same dynamics, ``interface="discrete"``),
+  for scripts that take nothing but an env id (CleanRL's ``--env-id``).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-from fbenv.errors import UnknownNameError
+from fbenv.errors import InvalidArgumentError, UnknownNameError, check_type
+from fbenv.options import INTERFACES, SIMULATORS
+from fbenv.vector import BatchedVectorEnv
 
-INTERFACES = ("text", "discrete")
-SIMULATORS = ("rule", "llm")
+_ID = re.compile(r"^[A-Za-z][\w.-]*/(?P<name>[A-Za-z][\w.]*)-v(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,33 @@ class TaskSpec:
     max_episode_steps: int | None = None
     # kwargs that exercise distinct dynamics; generated tests run each variant
     variants: tuple[dict[str, Any], ...] = field(default_factory=lambda: ({},))
+    # the task's own end-of-episode metrics, read from the last step's info
+    # (``info["episode_result"]["outcomes"]``, the bench, the SB3/TRL/PPO adapters)
+    outcomes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_type("TaskSpec.id", self.id, str)
+        if not _ID.match(self.id) or "-discrete-v" in self.id:
+            raise InvalidArgumentError(f"TaskSpec.id: expects 'namespace/Name-vN', actual {self.id!r}")
+        if ":" not in self.entry_point:
+            raise InvalidArgumentError(f"TaskSpec.entry_point: expects 'module:Class', actual {self.entry_point!r}")
+        for what, values, valid in (("interfaces", self.interfaces, INTERFACES), ("simulators", self.simulators, SIMULATORS)):
+            if not values or any(v not in valid for v in values):
+                raise InvalidArgumentError(f"TaskSpec.{what}: expects a non-empty subset of {valid}, actual {values!r}")
+        if not all(isinstance(o, str) for o in self.outcomes):
+            raise InvalidArgumentError(f"TaskSpec.outcomes: expects info key names, actual {self.outcomes!r}")
 
     @property
     def name(self) -> str:
         return self.id.split("/", 1)[-1]
+
+    @property
+    def discrete_id(self) -> str | None:
+        """The id of the discrete twin (``fbenv/Name-discrete-vN``), if the task has both views."""
+        if self.multi_agent or "discrete" not in self.interfaces or "text" not in self.interfaces:
+            return None
+        m = _ID.match(self.id)
+        return self.id[: m.start("name")] + f"{m.group('name')}-discrete-v{m.group('version')}"
 
     def load(self) -> type:
         module, _, attr = self.entry_point.partition(":")
@@ -49,21 +77,32 @@ REGISTRY: list[TaskSpec] = []
 
 
 def register(spec: TaskSpec) -> TaskSpec:
-    """Add ``spec`` to the registry and register it with Gymnasium or PettingZoo."""
-    if any(s.id == spec.id for s in REGISTRY):
-        return next(s for s in REGISTRY if s.id == spec.id)
+    """Add ``spec`` to the registry and register it with Gymnasium or PettingZoo.
+
+    Registering the same spec again is a no-op (a module imported twice); another spec
+    under a taken id is an error.
+    """
+    check_type("register(spec)", spec, TaskSpec)
+    for s in REGISTRY:
+        if s.id == spec.id or spec.id == s.discrete_id:
+            if s == spec:
+                return s
+            raise InvalidArgumentError(f"register: id {spec.id!r} is already registered with a different spec: {s}")
     REGISTRY.append(spec)
     if spec.multi_agent:
         _register_pettingzoo(spec)
-    elif spec.id not in gym.registry:
-        from fbenv.vector import make_vec
-
+        return spec
+    for env_id, kwargs in ((spec.id, {}), (spec.discrete_id, {"interface": "discrete"})):
+        if env_id is None:
+            continue
+        gym.registry.pop(env_id, None)  # a spec re-registered after a reload
         gym.register(
-            id=spec.id,
+            id=env_id,
             entry_point=spec.entry_point,
-            vector_entry_point=functools.partial(make_vec, spec.id),
+            vector_entry_point=functools.partial(make_vec, env_id),
             max_episode_steps=spec.max_episode_steps,
             nondeterministic=not spec.deterministic,
+            kwargs=kwargs,
         )
     return spec
 
@@ -77,18 +116,28 @@ def _register_pettingzoo(spec: TaskSpec) -> None:
 
 
 def spec(env_id: str) -> TaskSpec:
-    """The :class:`TaskSpec` of ``env_id``, or a typed error with the closest id."""
+    """The :class:`TaskSpec` of ``env_id`` (or of its discrete twin), or a typed error with the closest id."""
     for s in REGISTRY:
-        if s.id == env_id or s.name == env_id:
+        if env_id in (s.id, s.name, s.discrete_id) or (s.discrete_id and env_id == s.discrete_id.split("/", 1)[-1]):
             return s
-    raise UnknownNameError("fbenv env id", env_id, [s.id for s in REGISTRY])
+    raise UnknownNameError("fbenv env id", env_id, [i for s in REGISTRY for i in (s.id, s.discrete_id) if i])
+
+
+def gym_id(env_id: str) -> str:
+    """The full Gymnasium id ``env_id`` names (``Advisor-v0`` -> ``fbenv/Advisor-v0``)."""
+    s = spec(env_id)
+    return s.discrete_id if env_id in (s.discrete_id, (s.discrete_id or "").split("/", 1)[-1]) else s.id
+
+
+def spec_for_class(cls: type) -> TaskSpec | None:
+    """The registered spec whose entry point is ``cls`` (None for an unregistered class)."""
+    entry = f"{cls.__module__}:{cls.__qualname__}"
+    return next((s for s in REGISTRY if s.entry_point == entry), None)
 
 
 def require_interface(env_id: str, interface: str, user: str, env_kwargs: dict[str, Any]) -> TaskSpec:
     """The spec of a single-agent ``env_id`` offering ``interface``, for an adapter (``user``)
     that sets the interface itself: passing ``interface`` in ``env_kwargs`` is a mistake."""
-    from fbenv.errors import InvalidArgumentError
-
     s = spec(env_id)
     if s.multi_agent:
         raise InvalidArgumentError(f"env_id: {user} expects a single-agent env, actual multi-agent {s.id!r}")
@@ -112,4 +161,32 @@ def make(env_id: str, **kwargs: Any):
     s = spec(env_id)
     if s.multi_agent:
         return s.load()(**kwargs)
-    return gym.make(s.id, **kwargs)
+    return gym.make(gym_id(env_id), **kwargs)
+
+
+def make_vec(
+    env_id: str,
+    num_envs: int = 1,
+    *,
+    autoreset_mode: "str | gym.vector.AutoresetMode" = gym.vector.AutoresetMode.NEXT_STEP,
+    copy: bool = True,
+    **kwargs: Any,
+):
+    """``num_envs`` copies of ``env_id`` stepping concurrently with batched simulator calls.
+
+    Also every fbenv env's Gymnasium ``vector_entry_point``:
+    ``gym.make_vec("fbenv/Advisor-v0", num_envs=8, simulator="llm")`` lands here.
+    ``kwargs`` go to each sub-env (``max_episode_steps`` included).
+    """
+    check_type("num_envs", num_envs, int)
+    if num_envs < 1:
+        raise InvalidArgumentError(f"num_envs: expects >= 1, actual {num_envs}")
+    s = spec(env_id)
+    if s.multi_agent:
+        raise InvalidArgumentError(f"make_vec: expects a single-agent env id, actual multi-agent {s.id!r}")
+    full_id, env_kwargs = gym_id(env_id), dict(kwargs)
+
+    def make_one() -> gym.Env:
+        return gym.make(full_id, **env_kwargs)
+
+    return BatchedVectorEnv([make_one] * num_envs, copy=copy, autoreset_mode=autoreset_mode)

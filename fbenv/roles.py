@@ -1,151 +1,309 @@
-"""The people in the loop, as small protocols, and the machinery of their LLM versions.
+"""The people in the loop: roles with a rule version and an LLM version.
 
-Each role a task uses has a rule implementation (knows the hidden truth, exact, no
-model) and an LLM implementation (prompt + parser + backend) behind the same protocol;
-``simulator="rule" | "llm"`` picks one. Contexts are task-specific frozen dataclasses.
+A :class:`Role` is one simulated person's job in a task (the customer deciding, the
+rater rating, the narrator telling what happened next). It has
 
-An LLM role asks through :class:`PromptedCall`, which draws each call's seed from the
-env's ``np_random``, parses the reply and applies the env's parse-error policy:
-``retry`` (ask again with a new seed, up to ``max_retries``, then give up),
-``fallback`` (the rule simulator answers; the record says so) or ``truncate`` (give up
-at once). Giving up raises :class:`SimulatorGaveUp`, which envs turn into
-``truncated=True`` with ``info["feedback_error"]``: never a silent reward.
+- a **rule** version, :meth:`Role.rule`: exact, no model, knows the hidden truth; it is
+  also the fallback when an LLM reply cannot be read;
+- an **LLM** version, :meth:`Role.prompt`: a :class:`Prompt` (messages, the exact replies
+  offered as scored ``choices`` mapped to values, a free-text parser for servers that
+  reply freely, max tokens, stop strings);
+- :meth:`Role.record`: the :class:`~fbenv.feedback.Feedback` its answer becomes.
+
+Roles never call a backend themselves: :class:`fbenv.sim.Simulation` asks them, seeds
+every call from the env's ``np_random``, parses, applies the parse and backend error
+policies and books the records. Ready-made roles cover what many tasks need:
+:class:`Rating` (a point on a scale; greedy = the expected value over scored choices,
+as in G-Eval, with the distribution kept), :class:`Preference` (which of two),
+:class:`Ranking` (an order of k), :class:`Verdict` (a judgement and its critique) and
+:class:`Narration` (any non-empty text).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+import itertools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from fbenv.errors import FbenvError
-from fbenv.feedback import Feedback, Usage
-from fbenv.llm.base import Backend, ChatRequest, ChatResult, Message, Sampling
+from fbenv.errors import FbenvError, InvalidArgumentError
+from fbenv.feedback import Feedback, Source
+from fbenv.llm.base import Message
+from fbenv.parsing import parse_preference, parse_rating
 
-C = TypeVar("C", contravariant=True)
-R = TypeVar("R", covariant=True)
+C = TypeVar("C")
 T = TypeVar("T")
 
-PARSE_ERROR_POLICIES = ("retry", "fallback", "truncate")
+
+class FeedbackFailure(FbenvError):
+    """A simulated person could not answer and the env's policy says stop the episode.
+
+    Envs turn it into ``truncated=True`` with ``info["feedback_error"]`` and no reward.
+    """
+
+    kind = "simulator"
 
 
-@runtime_checkable
-class User(Protocol[C, R]):
-    """A simulated user: replies to the agent and makes the user's decisions."""
+class SimulatorGaveUp(FeedbackFailure):
+    """An LLM role's reply could not be read and ``on_parse_error`` says give up."""
 
-    def respond(self, context: C, rng: np.random.Generator) -> R: ...
-
-
-@runtime_checkable
-class Critic(Protocol[C]):
-    """A judge: evaluates an output, with a score and/or verbal critique."""
-
-    def evaluate(self, context: C, rng: np.random.Generator) -> Feedback: ...
-
-
-@runtime_checkable
-class Annotator(Protocol[C]):
-    """Compares outputs: a preference between two or a ranking of several."""
-
-    def compare(self, context: C, rng: np.random.Generator) -> Feedback: ...
-
-
-@runtime_checkable
-class HindsightSimulator(Protocol[C, R]):
-    """Plays out the consequences of a decision before an evaluator rates it."""
-
-    def simulate(self, context: C, rng: np.random.Generator) -> R: ...
-
-
-class SimulatorGaveUp(FbenvError):
-    """An LLM simulator's reply could not be used and the policy says stop."""
+    kind = "parse"
 
     def __init__(self, role: str, raw: str, attempts: int):
         self.role, self.raw, self.attempts = role, raw, attempts
         super().__init__(f"{role}: unparseable reply after {attempts} attempt(s): {raw[:200]!r}")
 
 
-@dataclass(frozen=True)
-class Asked(Generic[T]):
-    """The outcome of a prompted call: the parsed value (None if none), and its evidence."""
+class BackendGaveUp(FeedbackFailure):
+    """The backend failed a role's call and ``on_backend_error="truncate"``."""
 
-    value: T | None
-    raw: str
-    parsed: bool
-    seeds: tuple[int, ...]
-    usage: Usage
-    attempts: int
-    # the last reply's choice log-probabilities, when the call had choices and the backend scored them
-    choice_logprobs: tuple[float, ...] | None = None
+    kind = "backend"
+
+    def __init__(self, roles: Sequence[str], error: BaseException):
+        self.roles, self.error = tuple(roles), error
+        super().__init__(f"{', '.join(self.roles)}: backend failed: {error}")
+
+
+@dataclass(frozen=True)
+class Prompt(Generic[T]):
+    """What an LLM role asks, and how its reply becomes a value.
+
+    A reply that is exactly one of ``choices`` (after stripping) maps to its value;
+    otherwise ``parse`` reads it (None: unreadable). A value may itself be a
+    :class:`Prompt`: the role then asks that follow-up (e.g. "I have a question." and
+    then which question), and the last answer is the role's value.
+    """
+
+    messages: tuple[Message, ...]
+    choices: Mapping[str, Any] = field(default_factory=dict)
+    parse: Callable[[str], Any] | None = None
+    max_tokens: int = 40
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", tuple(self.messages))
+        if not self.messages or not all(isinstance(m, Message) for m in self.messages):
+            raise InvalidArgumentError(f"Prompt.messages: expects Message records, actual {self.messages!r}")
+        if not self.choices and self.parse is None:
+            raise InvalidArgumentError("Prompt: expects choices, a parser or both (nothing could read a reply)")
+
+    def read(self, text: str) -> Any:
+        """The value of reply ``text``, a follow-up :class:`Prompt`, or None if unreadable."""
+        exact = text.strip()
+        if exact in self.choices:
+            return self.choices[exact]
+        return self.parse(text) if self.parse is not None else None
+
+
+class Role(Generic[C, T]):
+    """One simulated person's job. Subclass it; instances are stateless.
+
+    ``key`` names the role in ``simulator={"<key>": "llm"}``; ``name`` is what errors
+    and records say ("Advisor rating").
+    """
+
+    key: ClassVar[str] = "role"
+    name: ClassVar[str] = "role"
+    source: ClassVar[Source] = Source.USER
+
+    def rule(self, ctx: C) -> T:
+        raise NotImplementedError(f"{type(self).__name__} must implement rule()")
+
+    def prompt(self, ctx: C) -> "Prompt[T] | None":
+        """The LLM version's question, or None when the rule answer needs no model here."""
+        raise NotImplementedError(f"{type(self).__name__} must implement prompt()")
+
+    def record(self, value: T, ctx: C) -> Feedback:
+        return Feedback(self.source, text=str(value))
+
+    def scored(self, value: T, probs: tuple[float, ...], greedy: bool) -> tuple[T, tuple[float, ...] | None]:
+        """The value and kept distribution when the backend scored the offered choices."""
+        return value, None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key={self.key!r})"
+
+
+class Rating(Role[C, float]):
+    """A rating on an integer scale, offered as ``"Rating: 1"`` ... ``"Rating: 5"``.
+
+    Subclasses write :meth:`messages` and :meth:`rule`. With scored choices, a greedy
+    rating is the expected value of the model's distribution (G-Eval): a small model's
+    argmax flips between the ends of the scale. The distribution goes into
+    ``Feedback.distribution``; a sampled rating is a point drawn from it.
+    """
+
+    scale: ClassVar[tuple[int, int]] = (1, 5)
+    label: ClassVar[str] = "Rating"
+    max_tokens: ClassVar[int] = 12
+
+    def messages(self, ctx: C) -> Sequence[Message]:
+        raise NotImplementedError(f"{type(self).__name__} must implement messages()")
+
+    def choices(self) -> dict[str, float]:
+        lo, hi = self.scale
+        return {f"{self.label}: {n}": float(n) for n in range(lo, hi + 1)}
+
+    def prompt(self, ctx: C) -> "Prompt[float] | None":
+        lo, hi = self.scale
+        return Prompt(tuple(self.messages(ctx)), choices=self.choices(),
+                      parse=lambda t: parse_rating(t, lo, hi), max_tokens=self.max_tokens)
+
+    def scored(self, value, probs, greedy):
+        lo, hi = self.scale
+        if greedy:
+            value = float(np.dot(probs, np.arange(lo, hi + 1)))
+        return value, probs
+
+    def record(self, value: float, ctx: C) -> Feedback:
+        return Feedback(self.source, scalar=float(value), scale=(float(self.scale[0]), float(self.scale[1])),
+                        text=f"{self.label}: {float(value):.2f}")
+
+
+class Preference(Role[C, int]):
+    """Which of two (or more) responses is better: the index into ``labels``.
+
+    Offered as ``"Preference: A"`` / ``"Preference: B"``; free text is read by
+    :func:`fbenv.parsing.parse_preference`. With scored choices the distribution is
+    kept (``Feedback.distribution``: the probability of each label), which is what a
+    Bradley-Terry reward model trains on.
+    """
+
+    source = Source.ANNOTATOR
+    labels: ClassVar[tuple[str, ...]] = ("A", "B")
+    max_tokens: ClassVar[int] = 12
+
+    def messages(self, ctx: C) -> Sequence[Message]:
+        raise NotImplementedError(f"{type(self).__name__} must implement messages()")
+
+    def prompt(self, ctx: C) -> "Prompt[int] | None":
+        return Prompt(tuple(self.messages(ctx)), choices={f"Preference: {lab}": i for i, lab in enumerate(self.labels)},
+                      parse=lambda t: parse_preference(t, self.labels), max_tokens=self.max_tokens)
+
+    def scored(self, value, probs, greedy):
+        return value, probs
+
+    def record(self, value: int, ctx: C) -> Feedback:
+        return Feedback(self.source, preference=int(value), text=f"Preference: {self.labels[int(value)]}")
+
+
+def parse_ranking(text: str, labels: Sequence[str]) -> tuple[int, ...] | None:
+    """``"B > A > C"`` (or ``"B, A, C"``) -> ``(1, 0, 2)``: every label exactly once, else None."""
+    alt = "|".join(re.escape(label) for label in labels)
+    found = re.findall(rf"(?<![\w'])({alt})(?![\w'])", text)
+    if sorted(found) != sorted(labels):
+        return None
+    return tuple(list(labels).index(x) for x in found)
+
+
+class Ranking(Role[C, tuple]):
+    """An order of k responses, best first, as indices into ``labels``.
+
+    Up to four responses every order is offered as a scored choice (``"Ranking: B > A"``);
+    beyond that the model writes the order freely and :func:`parse_ranking` reads it.
+    """
+
+    source = Source.ANNOTATOR
+    labels: ClassVar[tuple[str, ...]] = ("A", "B", "C")
+    max_tokens: ClassVar[int] = 24
+
+    def messages(self, ctx: C) -> Sequence[Message]:
+        raise NotImplementedError(f"{type(self).__name__} must implement messages()")
+
+    def prompt(self, ctx: C) -> "Prompt[tuple] | None":
+        choices = {}
+        if len(self.labels) <= 4:
+            for order in itertools.permutations(range(len(self.labels))):
+                choices["Ranking: " + " > ".join(self.labels[i] for i in order)] = tuple(order)
+        return Prompt(tuple(self.messages(ctx)), choices=choices,
+                      parse=lambda t: parse_ranking(t, self.labels), max_tokens=self.max_tokens)
+
+    def record(self, value: tuple, ctx: C) -> Feedback:
+        return Feedback(self.source, ranking=tuple(int(i) for i in value),
+                        text="Ranking: " + " > ".join(self.labels[i] for i in value))
+
+
+@dataclass(frozen=True)
+class VerdictValue:
+    """A judgement (``ok``: the answer is right / acceptable) and the critique given with it."""
+
+    ok: bool
+    critique: str = ""
+
+
+class Verdict(Role[C, VerdictValue]):
+    """A judge's verdict, then its critique: two questions, one role.
+
+    The verdict is a scored choice (``"Verdict: correct"`` / ``"Verdict: incorrect"``);
+    the critique that follows is free text (any non-empty reply). The record's scalar is
+    1.0 for ``ok`` and 0.0 otherwise; its text is the critique.
+    """
+
+    source = Source.CRITIC
+    verdicts: ClassVar[tuple[str, str]] = ("correct", "incorrect")
+    critique_tokens: ClassVar[int] = 80
+
+    def messages(self, ctx: C) -> Sequence[Message]:
+        raise NotImplementedError(f"{type(self).__name__} must implement messages()")
+
+    def critique_request(self, ctx: C, ok: bool) -> str:
+        return "Explain your verdict in one or two sentences."
+
+    def prompt(self, ctx: C) -> "Prompt[VerdictValue] | None":
+        base = tuple(self.messages(ctx))
+
+        def follow_up(ok: bool) -> Prompt:
+            said = Message("assistant", f"Verdict: {self.verdicts[0 if ok else 1]}")
+            return Prompt(base + (said, Message("user", self.critique_request(ctx, ok))),
+                          parse=lambda t: VerdictValue(ok, t.strip()) if t.strip() else None,
+                          max_tokens=self.critique_tokens, stop=("\n\n",))
+
+        def parse(text: str):
+            t = text.lower()
+            bad = re.search(rf"\b{re.escape(self.verdicts[1])}\b", t)
+            good = re.search(rf"\b{re.escape(self.verdicts[0])}\b", t)
+            if bool(good) == bool(bad):
+                return None
+            return follow_up(bool(good))
+
+        return Prompt(base, choices={f"Verdict: {self.verdicts[0]}": follow_up(True),
+                                     f"Verdict: {self.verdicts[1]}": follow_up(False)},
+                      parse=parse, max_tokens=8)
+
+    def record(self, value: VerdictValue, ctx: C) -> Feedback:
+        return Feedback(self.source, scalar=1.0 if value.ok else 0.0, scale=(0.0, 1.0), text=value.critique or None)
+
+
+class Narration(Role[C, str]):
+    """Free text: a hindsight story, a user's reply, a verbal critique. Any non-empty reply."""
+
+    max_tokens: ClassVar[int] = 60
+    stop: ClassVar[tuple[str, ...]] = ("\n\n",)
+
+    def messages(self, ctx: C) -> Sequence[Message]:
+        raise NotImplementedError(f"{type(self).__name__} must implement messages()")
+
+    def finish(self, text: str, ctx: C) -> str:
+        """The value of a non-empty reply (e.g. the reply with the facts appended)."""
+        return text
+
+    def prompt(self, ctx: C) -> "Prompt[str] | None":
+        return Prompt(tuple(self.messages(ctx)), parse=lambda t: self.finish(t.strip(), ctx) if t.strip() else None,
+                      max_tokens=self.max_tokens, stop=self.stop)
+
+    def record(self, value: str, ctx: C) -> Feedback:
+        return Feedback(self.source, text=value)
 
 
 @dataclass
 class ParseStats:
-    """Per-env counters of LLM parse outcomes (reported in info and by `fbenv perf`)."""
+    """Per-env counters of LLM outcomes (reported by `fbenv perf` and the episode stats)."""
 
     calls: int = 0
     failures: int = 0
     fallbacks: int = 0
     give_ups: int = 0
-
-
-def usage_of(results: Sequence[ChatResult]) -> Usage:
-    return Usage(
-        calls=sum(0 if r.cached else 1 for r in results),
-        prompt_tokens=sum(r.prompt_tokens for r in results),
-        completion_tokens=sum(r.completion_tokens for r in results),
-        latency_s=sum(r.latency_s for r in results),
-        cache_hits=sum(1 for r in results if r.cached),
-    )
-
-
-@dataclass
-class PromptedCall:
-    """One LLM-backed question with a parser and the env's parse-error policy."""
-
-    backend: Backend
-    sampling: Sampling
-    policy: str = "fallback"
-    max_retries: int = 2
-    stats: ParseStats = field(default_factory=ParseStats)
-
-    def ask(
-        self,
-        messages: Sequence[Message],
-        parse: Callable[[str], T | None],
-        rng: np.random.Generator,
-    ) -> Asked[T]:
-        tries = 1 + (self.max_retries if self.policy == "retry" else 0)
-        seeds: list[int] = []
-        usage = Usage()
-        raw = ""
-        for attempt in range(1, tries + 1):
-            seed = int(rng.integers(0, 2**31 - 1))
-            seeds.append(seed)
-            sampling = replace(
-                self.sampling,
-                # a retry at temperature 0 would repeat the same reply: warm it up a little
-                temperature=self.sampling.temperature or (0.7 if attempt > 1 else 0.0),
-                seed=seed,
-            )
-            [result] = self.backend.chat([ChatRequest(tuple(messages), sampling)])
-            usage = usage + usage_of([result])
-            raw = result.text
-            self.stats.calls += 1
-            value = parse(raw)
-            if value is not None:
-                return Asked(value, raw, True, tuple(seeds), usage, attempt, result.choice_logprobs)
-            self.stats.failures += 1
-        return Asked(None, raw, False, tuple(seeds), usage, tries, result.choice_logprobs)
-
-    def resolve(self, role: str, asked: Asked[T], fallback: Callable[[], T]) -> tuple[T, str | None]:
-        """The value to use: parsed, or the rule fallback, or raise :class:`SimulatorGaveUp`."""
-        if asked.parsed:
-            return asked.value, None  # type: ignore[return-value]
-        if self.policy == "fallback":
-            self.stats.fallbacks += 1
-            return fallback(), "rule"
-        self.stats.give_ups += 1
-        raise SimulatorGaveUp(role, asked.raw, asked.attempts)
+    backend_errors: int = 0

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import concatenate, iterate
 
-from fbenv.errors import InvalidArgumentError, check_type
+from fbenv.errors import InvalidArgumentError
 from fbenv.llm.batching import BatchGroup
 
 
@@ -106,34 +106,3 @@ class BatchedVectorEnv(SyncVectorEnv):
             np.copy(self._truncations),
             infos,
         )
-
-
-def make_vec(
-    env_id: str,
-    num_envs: int = 1,
-    *,
-    autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
-    copy: bool = True,
-    **kwargs: Any,
-) -> BatchedVectorEnv:
-    """``num_envs`` copies of ``env_id`` stepping concurrently with batched simulator calls.
-
-    Also every fbenv env's Gymnasium ``vector_entry_point``:
-    ``gym.make_vec("fbenv/Advisor-v0", num_envs=8, simulator="llm")`` lands here.
-    ``kwargs`` go to each sub-env (``max_episode_steps`` included).
-    """
-    from fbenv.registry import spec
-
-    check_type("num_envs", num_envs, int)
-    if num_envs < 1:
-        raise InvalidArgumentError(f"num_envs: expects >= 1, actual {num_envs}")
-    s = spec(env_id)
-    if s.multi_agent:
-        raise InvalidArgumentError(f"make_vec: expects a single-agent env id, actual multi-agent {s.id!r}")
-    env_kwargs = dict(kwargs)
-
-    def make_one() -> gym.Env:
-        return gym.make(s.id, **env_kwargs)
-
-    env = BatchedVectorEnv([make_one] * num_envs, copy=copy, autoreset_mode=autoreset_mode)
-    return env

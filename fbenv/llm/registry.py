@@ -46,6 +46,21 @@ def build_backend(spec: str) -> Backend:
     return backend
 
 
+def check_spec(spec: str) -> str:
+    """Validate a backend spec without building the backend (no model is loaded, no server asked).
+
+    The kind must be known; an ``openai`` spec's model and base URL are checked too
+    (its module imports no client until a backend is built).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise InvalidArgumentError(f"LLM backend spec: expects a non-empty str, actual {spec!r}")
+    kind, _, arg = spec.partition(":")
+    check_choice("LLM backend kind", kind, BACKEND_KINDS)
+    if kind == "openai":
+        importlib.import_module(BACKEND_KINDS[kind].partition(":")[0]).parse_spec(arg)
+    return spec
+
+
 def default_cache_mode() -> str:
     return check_choice("FBENV_LLM_CACHE", os.environ.get("FBENV_LLM_CACHE", "readwrite"), CACHE_MODES)
 

@@ -19,7 +19,7 @@ from fbenv.errors import InvalidArgumentError, UnknownNameError
 from fbenv.feedback import Feedback, Source
 from fbenv.llm import ChatRequest, ChatResult, Message, Sampling, ScriptedBackend
 from fbenv.registry import make
-from fbenv.vector import make_vec
+from fbenv.registry import make_vec
 
 ADVISOR = "fbenv/Advisor-v0"
 SEED_HIGH = 2**31 - 1

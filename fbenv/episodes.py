@@ -1,0 +1,177 @@
+"""Episode semantics, defined once: what an episode earned, was worth, and cost.
+
+- :class:`EpisodeResult`: the feedback return, the true utility summed over steps,
+  success at the end, turns, how it ended, simulator failures (fallbacks, parse
+  failures, ``feedback_error``) and the task's own outcomes (``TaskSpec.outcomes``).
+- ``info["episode_result"]``: ``EpisodeResult.as_info()`` at the end of every episode,
+  like Gymnasium's ``RecordEpisodeStatistics``. The env base writes it for the episodes
+  it ends; :class:`RecordEpisode` does the same as a wrapper, for episodes a wrapper
+  ends (put it outside a ``TimeLimit``). Gymnasium refuses registered wrappers beside a
+  ``vector_entry_point``, so it is not applied by ``gym.make``.
+- :func:`run_episode`, :func:`lockstep_episodes` (many envs at once, their simulator
+  calls batched) and :func:`feedback_of_each_action` (try every discrete action from
+  one seed) for adapters, baselines, the CLI and tests alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from fbenv import truth as keys
+from fbenv.errors import InvalidArgumentError, check_type
+from fbenv.feedback import Feedback
+from fbenv.llm.batching import BatchGroup
+
+Policy = Callable[[Any, dict], Any]  # (observation, info) -> action
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    seed: int | None
+    reward: float  # the feedback return: the sum of rewards
+    true_utility: float  # the hidden objective, summed over steps
+    is_success: bool  # at the last step
+    turns: int
+    terminated: bool
+    truncated: bool
+    feedback_error: str | None = None
+    fallbacks: int = 0  # LLM replies the rule version stood in for
+    parse_failures: int = 0  # LLM replies that could not be read (after retries)
+    outcomes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float:
+        """How much the feedback overstates the truth."""
+        return self.reward - self.true_utility
+
+    def as_info(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "reward": self.reward, "true_utility": self.true_utility,
+            "is_success": self.is_success, "turns": self.turns, "terminated": self.terminated,
+            "truncated": self.truncated, "feedback_error": self.feedback_error, "fallbacks": self.fallbacks,
+            "parse_failures": self.parse_failures, "outcomes": dict(self.outcomes),
+        }
+
+    @classmethod
+    def from_info(cls, d: Mapping[str, Any]) -> "EpisodeResult":
+        return cls(**{**d, "outcomes": dict(d.get("outcomes", {}))})
+
+
+class EpisodeTally:
+    """Adds up one episode step by step; :meth:`result` at its end."""
+
+    def __init__(self, seed: int | None = None, outcomes: Sequence[str] = ()):
+        self.seed, self.outcome_keys = seed, tuple(outcomes)
+        self.reward = self.true_utility = 0.0
+        self.turns = self.fallbacks = self.parse_failures = 0
+        self.last: Mapping[str, Any] = {}
+        self.terminated = self.truncated = False
+
+    def add(self, reward: float, terminated: bool, truncated: bool, info: Mapping[str, Any]) -> None:
+        self.reward += float(reward)
+        u = float(info.get(keys.TRUE_UTILITY, 0.0))
+        if not math.isfinite(u):
+            raise InvalidArgumentError(f"info['true_utility']: expects a finite number, actual {u}")
+        self.true_utility += u
+        self.turns += 1
+        for record in info.get(keys.FEEDBACK, ()):
+            if isinstance(record, Feedback):
+                self.fallbacks += record.fallback is not None
+                self.parse_failures += not record.parsed
+        self.last, self.terminated, self.truncated = info, bool(terminated), bool(truncated)
+
+    def result(self) -> EpisodeResult:
+        info = self.last
+        return EpisodeResult(
+            seed=self.seed, reward=self.reward, true_utility=self.true_utility,
+            is_success=bool(info.get(keys.IS_SUCCESS, False)), turns=self.turns,
+            terminated=self.terminated, truncated=self.truncated,
+            feedback_error=info.get(keys.FEEDBACK_ERROR), fallbacks=self.fallbacks,
+            parse_failures=self.parse_failures,
+            outcomes={k: info[k] for k in self.outcome_keys if k in info},
+        )
+
+
+def outcomes_of(env: gym.Env) -> tuple[str, ...]:
+    task_spec = getattr(env.unwrapped, "task_spec", None)
+    return tuple(task_spec.outcomes) if task_spec is not None else ()
+
+
+class RecordEpisode(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """At the end of every episode, ``info["episode_result"]``: :meth:`EpisodeResult.as_info`."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._tally = EpisodeTally(outcomes=outcomes_of(env))
+        self.last_result: EpisodeResult | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._tally = EpisodeTally(seed, outcomes_of(self.env))
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._tally.add(reward, terminated, truncated, info)
+        if terminated or truncated:
+            self.last_result = self._tally.result()
+            info = {**info, keys.EPISODE: self.last_result.as_info()}
+        return obs, reward, terminated, truncated, info
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int | None, max_steps: int = 1000) -> EpisodeResult:
+    """Play one episode from ``reset(seed=seed)`` with ``policy(obs, info) -> action``.
+
+    An episode still running after ``max_steps`` steps is cut there and counts as truncated.
+    """
+    check_type("max_steps", max_steps, int)
+    if max_steps < 1:
+        raise InvalidArgumentError(f"max_steps: expects >= 1, actual {max_steps}")
+    tally = EpisodeTally(seed, outcomes_of(env))
+    obs, info = env.reset(seed=seed)
+    for _ in range(max_steps):
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info))
+        tally.add(reward, terminated, truncated, info)
+        if terminated or truncated:
+            return tally.result()
+    tally.truncated = True
+    return tally.result()
+
+
+def lockstep_episodes(
+    envs: Sequence[gym.Env], policy: "Policy | Sequence[Policy]", seeds: Sequence[int | None], max_steps: int = 1000
+) -> list[EpisodeResult]:
+    """One episode per (env, seed), run concurrently so their simulator calls reach the
+    shared backend as batches; results in order. ``policy`` may be one per env."""
+    if len(envs) != len(seeds):
+        raise InvalidArgumentError(f"lockstep_episodes: expects one seed per env, actual {len(seeds)} for {len(envs)}")
+    policies = list(policy) if isinstance(policy, Sequence) else [policy] * len(envs)
+    if len(policies) != len(envs):
+        raise InvalidArgumentError(f"lockstep_episodes: expects one policy per env, actual {len(policies)}")
+    group = BatchGroup(max_workers=max(1, len(envs)))
+    return group.run([lambda e=e, p=p, s=s: run_episode(e, p, s, max_steps) for e, p, s in zip(envs, policies, seeds)])
+
+
+def feedback_of_each_action(env: gym.Env, seed: int, follow_up: int, max_steps: int = 1000) -> list[EpisodeResult]:
+    """For each discrete action ``a``: the episode from ``reset(seed)`` that plays ``a``, then
+    ``follow_up`` until it ends. Shows what feedback rewards, without any learning."""
+    n = getattr(env.action_space, "n", None)
+    if n is None:
+        raise InvalidArgumentError(f"feedback_of_each_action: expects a Discrete action space, actual {env.action_space}")
+    out = []
+    for a in range(int(n)):
+        first = [True]
+
+        def policy(obs, info, a=a, first=first):
+            if first[0]:
+                first[0] = False
+                return a
+            return follow_up
+
+        out.append(run_episode(env, policy, seed, max_steps))
+    return out
