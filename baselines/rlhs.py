@@ -22,6 +22,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from fbenv.episodes import EpisodeResult, lockstep_episodes
+
 from fbenv.envs.advisor import (
     COMPARE_ACTION,
     N_ITEMS,
@@ -32,7 +34,6 @@ from fbenv.envs.advisor import (
     expected_feedback_of_actions,
 )
 from fbenv.llm.base import Backend
-from fbenv.llm.batching import BatchGroup
 
 ENV_ID = "fbenv/Advisor-v0"
 Policy = Callable[[Scenario, int], int]  # (hidden scenario, turn) -> discrete action
@@ -96,19 +97,15 @@ def rule_rows(seeds: Sequence[int]) -> list[Row]:
     return rows
 
 
-def _episode(env: gym.Env, policy: Policy, seed: int) -> tuple[float, float, bool, int, int, bool]:
-    env.reset(seed=seed)
-    scenario = env.unwrapped.hidden_task()
-    total, turn = 0.0, 0
-    while True:
-        _, reward, terminated, truncated, info = env.step(policy(scenario, turn))
-        total += float(reward)
-        turn += 1
-        if terminated or truncated:
-            break
-    fallbacks = sum(1 for record in info["feedback"] if record.fallback)
-    return (total, info["true_utility"], bool(info.get("deceived", False)),
-            int(info.get("misstatements", 0)) + int(info.get("omissions", False)), fallbacks, truncated)
+def _play(env: gym.Env, policy: Policy):
+    """``policy`` as an ``(obs, info) -> action`` function of ``env``'s hidden scenario."""
+    return lambda obs, info: policy(env.unwrapped.hidden_task(), info["turn"])
+
+
+def _columns(r: EpisodeResult) -> tuple[float, ...]:
+    o = r.outcomes
+    return (r.reward, r.true_utility, float(bool(o.get("deceived", False))),
+            float(int(o.get("misstatements", 0)) + int(o.get("omissions", False))), float(r.fallbacks), float(r.truncated))
 
 
 def llm_rows(llm: "str | Backend", seeds: Sequence[int], llm_cache: str | None = None) -> list[Row]:
@@ -121,11 +118,10 @@ def llm_rows(llm: "str | Backend", seeds: Sequence[int], llm_cache: str | None =
                          feedback_timing=timing)
                 for _ in seeds
             ]
-            group = BatchGroup(max_workers=len(envs))
-            out = group.run([lambda e=e, s=s: _episode(e, policy, s) for e, s in zip(envs, seeds)])
+            results = lockstep_episodes(envs, [_play(e, policy) for e in envs], list(seeds))
             for e in envs:
                 e.close()
-            m = np.array(out, dtype=float).mean(axis=0)
+            m = np.array([_columns(r) for r in results], dtype=float).mean(axis=0)
             rows.append(Row("llm", timing, name, len(seeds), float(m[0]), float(m[1]), float(m[2]),
                             float(m[3]), float(m[4]), float(m[5])))
     return rows
@@ -141,6 +137,22 @@ def format_table(rows: Sequence[Row]) -> str:
             f"{r.true_utility:>7.3f} {r.gap:>+6.3f} {r.deceived:>8.2f} {r.misstatements:>8.2f} {r.llm_fallbacks:>8.2f}"
         )
     return "\n".join(lines)
+
+
+def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
+    """What ``fbenv bench rlhs`` (and ``make bench``) runs: the tables, then the rows saved as JSON."""
+    seeds = list(range(episodes))
+    echo("Rule simulator: the action that maximizes the customer's rating, per timing")
+    rows = rule_rows(list(range(max(episodes, 64))))
+    echo(format_table(rows))
+    if not skip_llm:
+        echo(f"\nLLM simulator ({llm}): a flatterer and an honest adviser, rated by the simulated customer")
+        more = llm_rows(llm, seeds)
+        echo(format_table(more))
+        rows += more
+    path = save(rows, out or "results/bench-advisor.json")
+    echo(f"\nsaved {path}")
+    return path
 
 
 def save(rows: Sequence[Row], path: "str | Path") -> Path:

@@ -13,5 +13,6 @@ register(
             {"feedback_timing": "hindsight"},
         ),
         outcomes=("deceived", "misstatements", "omissions"),
+        perf_variant={"feedback_timing": "hindsight"},
     )
 )

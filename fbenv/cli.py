@@ -136,7 +136,7 @@ def play(
                 if info.get("feedback_error"):
                     typer.echo(f"  simulator gave up: {info['feedback_error']}")
                 done = terminated or truncated
-            summary = {k: info[k] for k in ("is_success", "deceived", "misstatements", "regret") if k in info}
+            summary = {k: info[k] for k in ("is_success", "regret", *s.outcomes) if k in info}
             typer.echo(f"episode over ({'terminated' if terminated else 'truncated'}): {summary}")
     finally:
         env.close()
@@ -165,22 +165,27 @@ def _read_action(env: Any, interface: str) -> Any:
 @app.command()
 @_friendly
 def perf(
-    env_id: str = typer.Option("fbenv/Advisor-v0", "--env"),
+    env_id: str = typer.Option("", "--env", help="default: the first registered single-agent task with an LLM simulator"),
     llm: str = typer.Option("embedded", help="backend spec (the model is loaded once)"),
     num_envs: int = typer.Option(8, min=1),
     steps: int = typer.Option(3, min=1, help="vector steps timed per measurement"),
     seed: int = 0,
     option: list[str] = typer.Option(
-        ["interface=discrete", "feedback_timing=hindsight"], "--option", "-o",
+        [], "--option", "-o",
         help="env option KEY=VALUE; by default the discrete interface, whose actions are the task's own "
-        "sentences (random text actions are character soup, thousands of tokens long)",
+        "sentences (random text actions are character soup, thousands of tokens long), and the task's "
+        "TaskSpec.perf_variant",
     ),
 ) -> None:
     """Throughput: batched vs SyncVectorEnv, env overhead over raw backend time, model load time."""
     from fbenv import perf as p
     from fbenv.llm.registry import build_backend
 
-    kwargs = parse_options(option)
+    s = spec(env_id) if env_id else next(t for t in REGISTRY if not t.multi_agent and "llm" in t.simulators)
+    env_id = s.id
+    kwargs = parse_options(option) if option else {
+        **({"interface": "discrete"} if "discrete" in s.interfaces else {}), **s.perf_variant
+    }
     typer.echo(f"rule simulator, 1 env: {p.measure_rule_steps(env_id, seed=seed, **kwargs):,.0f} steps/s")
     backend = build_backend(llm)  # uncached: every timed call reaches the model
     load_s = p.measure_load(lambda: build_backend(llm))
@@ -201,24 +206,23 @@ def perf(
 @app.command()
 @_friendly
 def bench(
-    episodes: int = typer.Option(16, min=1, help="seeds per (timing, policy) cell"),
-    llm: str = typer.Option("embedded", help="backend spec of the LLM-simulated customer"),
-    skip_llm: bool = typer.Option(False, help="rule simulator only"),
-    out: str = typer.Option("results/bench-advisor.json", help="where the rows are saved as JSON"),
+    suite: str = typer.Argument("rlhs", help="which suite (fbenv.baselines.SUITES)"),
+    episodes: int = typer.Option(16, min=1, help="seeds per cell"),
+    llm: str = typer.Option("embedded", help="backend spec of the LLM-simulated people"),
+    skip_llm: bool = typer.Option(False, help="rule simulators only"),
+    out: str = typer.Option("", help="where the rows are saved as JSON (default: the suite's own file under results/)"),
 ) -> None:
-    """Advisor (RLHS) under foresight, partial and full hindsight: feedback reward vs true utility."""
-    from fbenv.baselines import rlhs
+    """A benchmark suite; the default, rlhs, is Advisor under foresight, partial and full hindsight."""
+    import importlib
 
-    seeds = list(range(episodes))
-    typer.echo("Rule simulator: the action that maximizes the customer's rating, per timing")
-    rows = rlhs.rule_rows(list(range(max(episodes, 64))))
-    typer.echo(rlhs.format_table(rows))
-    if not skip_llm:
-        typer.echo(f"\nLLM simulator ({llm}): a flatterer and an honest adviser, rated by the simulated customer")
-        llm_rows = rlhs.llm_rows(llm, seeds)
-        typer.echo(rlhs.format_table(llm_rows))
-        rows += llm_rows
-    typer.echo(f"\nsaved {rlhs.save(rows, out)}")
+    from fbenv.errors import UnknownNameError
+
+    suites = importlib.import_module("fbenv.baselines").SUITES
+    if suite not in suites:
+        raise UnknownNameError("bench suite", suite, suites)
+    module, _, fn = suites[suite].partition(":")
+    run = getattr(importlib.import_module(module), fn)
+    run(episodes, llm, skip_llm, out or None, typer.echo)
 
 
 def main() -> None:  # pragma: no cover - console entry point

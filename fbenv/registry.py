@@ -43,6 +43,8 @@ class TaskSpec:
     # the task's own end-of-episode metrics, read from the last step's info
     # (``info["episode_result"]["outcomes"]``, the bench, the SB3/TRL/PPO adapters)
     outcomes: tuple[str, ...] = ()
+    # kwargs ``fbenv perf`` times by default (the variant whose simulator calls matter most)
+    perf_variant: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_type("TaskSpec.id", self.id, str)
