@@ -62,8 +62,6 @@ def list_envs() -> None:
 @_friendly
 def info(env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0")) -> None:
     """An env's spec card, capabilities and spaces."""
-    import importlib
-
     import gymnasium as gym
 
     s = spec(env_id)
@@ -75,8 +73,9 @@ def info(env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0")) -> Non
             env = gym.make(s.id, interface=interface)
             typer.echo(f"[{interface}] observation: {env.observation_space}; action: {env.action_space}")
             env.close()
-    doc = importlib.import_module(s.entry_point.partition(":")[0]).__doc__ or ""
-    typer.echo("\n" + doc.strip())
+    from fbenv.registry import spec_card
+
+    typer.echo("\n" + spec_card(s))
 
 
 def _show_step(reward: float, info: dict[str, Any]) -> None:

@@ -131,6 +131,23 @@ def gym_id(env_id: str) -> str:
     return s.discrete_id if env_id in (s.discrete_id, (s.discrete_id or "").split("/", 1)[-1]) else s.id
 
 
+def spec_card(task: TaskSpec) -> str:
+    """The task module's spec card with the generated shared-options part of its Arguments section."""
+    from fbenv.options import shared_options_doc
+
+    card = (importlib.import_module(task.entry_point.partition(":")[0]).__doc__ or "").strip()
+    extra = shared_options_doc()
+    if task.multi_agent:
+        extra += ("\n- ``learnable``: the seats the learner plays (default: every seat); the others are "
+                  "played by their roles\n- ``max_cycles``: every agent is truncated after this many steps")
+    start = card.find("## Arguments")
+    if start < 0:
+        return card + "\n\n## Arguments\n\n" + extra
+    end = card.find("\n## ", start + 1)
+    end = len(card) if end < 0 else end
+    return card[:end].rstrip() + "\n\n" + extra + "\n" + card[end:]
+
+
 def spec_for_class(cls: type) -> TaskSpec | None:
     """The registered spec whose entry point is ``cls`` (None for an unregistered class)."""
     entry = f"{cls.__module__}:{cls.__qualname__}"

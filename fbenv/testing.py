@@ -2,13 +2,17 @@
 
 ``check_fbenv_env`` runs Gymnasium's ``check_env`` and fbenv's own checks: the info keys
 and Feedback types of every step, lockstep same-seed determinism, that the text and
-discrete interfaces draw the same hidden task from the same seed, and ``close()`` twice.
-``check_fbenv_parallel_env`` does the same for PettingZoo ``ParallelEnv`` tasks.
+discrete interfaces draw the same hidden task from the same seed, and ``close()`` twice;
+with ``simulator="llm"`` it also drives the LLM path with a :class:`ChoosingBackend` and
+requires zero parse failures and zero fallbacks. ``check_fbenv_parallel_env`` does the
+same for PettingZoo ``ParallelEnv`` tasks; ``check_spec_card`` checks the nine sections.
+:func:`task_cases` is what the registry-generated tests parametrize over.
 Each check raises ``AssertionError`` with a message saying what differed.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +22,11 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 from fbenv.feedback import Feedback
+from fbenv.llm.scripted import ChoosingBackend
 from fbenv.registry import REGISTRY, TaskSpec
+
+SPEC_CARD_SECTIONS = ("Description", "Observation", "Action", "Reward", "Feedback source", "True utility",
+                      "Episode end", "Arguments", "Version history")
 
 REQUIRED_INFO = {"feedback": tuple, "true_utility": float, "is_success": bool}
 # Timing and cost vary run to run; everything else in info must repeat exactly.
@@ -106,6 +114,26 @@ def check_interfaces_agree(make_env, seeds: tuple[int, ...] = (0, 1, 2)) -> None
         disc.close()
 
 
+def check_llm_path(make_env, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 12) -> None:
+    """Every LLM call of a rollout parsed and none fell back (``make_env`` uses a choosing backend)."""
+    env = make_env()
+    try:
+        llm_records = []
+        for seed in seeds:
+            for entry in rollout(env, seed, steps):
+                llm_records += [r for r in entry[-1].get("feedback", ()) if r.simulator == "llm"]
+        if not llm_records:
+            _fail("the LLM simulator was never asked in these rollouts")
+        bad = [r for r in llm_records if not r.parsed or r.fallback is not None]
+        if bad:
+            _fail(f"{len(bad)} of {len(llm_records)} LLM records did not parse or fell back, e.g. {bad[0]}")
+        stats = getattr(env.unwrapped, "parse_stats", None)
+        if stats is not None and (stats.failures or stats.fallbacks or stats.give_ups):
+            _fail(f"parse failures with a backend that answers every choice: {stats}")
+    finally:
+        env.close()
+
+
 def check_fbenv_env(task: TaskSpec, **kwargs: Any) -> None:
     """Every check, for one registered single-agent task and option set."""
 
@@ -119,17 +147,66 @@ def check_fbenv_env(task: TaskSpec, **kwargs: Any) -> None:
     check_lockstep(make_env)
     if set(task.interfaces) >= {"text", "discrete"} and "interface" not in kwargs:
         check_interfaces_agree(make_env)
+    if kwargs.get("simulator") == "llm" and isinstance(kwargs.get("llm"), ChoosingBackend):
+        check_llm_path(make_env)
 
 
-def check_fbenv_parallel_env(make_env: Callable[[], Any], num_cycles: int = 20) -> None:
+def check_spec_card(task: TaskSpec) -> None:
+    """The task module's docstring has every section of a spec card."""
+    card = importlib.import_module(task.entry_point.partition(":")[0]).__doc__ or ""
+    missing = [name for name in SPEC_CARD_SECTIONS if f"## {name}" not in card]
+    if missing:
+        _fail(f"{task.id}: the spec card lacks {missing}")
+
+
+def task_cases(specs: list[TaskSpec] | None = None) -> list[tuple[TaskSpec, dict[str, Any]]]:
+    """(spec, kwargs) for every interface x variant x simulator of every task; the LLM
+    simulator is answered by a :class:`ChoosingBackend`."""
+    out = []
+    for task in REGISTRY if specs is None else specs:
+        for interface in task.interfaces:
+            for variant in task.variants:
+                for sim in task.simulators:
+                    kw = {"interface": interface, "simulator": sim, **variant}
+                    if sim == "llm":
+                        kw["llm"] = ChoosingBackend()
+                    out.append((task, kw))
+    return out
+
+
+def case_id(case: tuple[TaskSpec, dict[str, Any]]) -> str:
+    task, kw = case
+    extra = [str(v) for k, v in kw.items() if k not in ("interface", "simulator", "llm")]
+    return "-".join([task.name, kw["interface"], kw["simulator"], *extra])
+
+
+def check_task(task: TaskSpec, **kwargs: Any) -> None:
+    """The right checker for ``task`` (single- or multi-agent) with ``kwargs``."""
+    if task.multi_agent:
+        check_fbenv_parallel_env(task, **kwargs)
+    else:
+        check_fbenv_env(task, **kwargs)
+
+
+def check_fbenv_parallel_env(task: "TaskSpec | Callable[[], Any]", num_cycles: int = 20, **kwargs: Any) -> None:
     """Every check for a multi-agent (PettingZoo ``ParallelEnv``) task.
 
     PettingZoo's parallel API and seed tests, its AEC API test through
     ``parallel_to_aec``, fbenv's info keys for every agent at every step, and
-    ``close()`` twice. ``make_env`` builds a fresh env (seed tests need two).
+    ``close()`` twice. ``task`` is a registered spec (built with ``kwargs``) or a
+    factory of fresh envs (seed tests need two). With a choosing LLM backend, every LLM
+    record must parse without fallback.
     """
     from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
     from pettingzoo.utils.conversions import parallel_to_aec
+
+    if isinstance(task, TaskSpec):
+        spec_ = task
+
+        def make_env():
+            return spec_.load()(**kwargs)
+    else:
+        make_env = task
 
     env = make_env()
     parallel_api_test(env, num_cycles=num_cycles)
@@ -150,6 +227,10 @@ def check_fbenv_parallel_env(make_env: Callable[[], Any], num_cycles: int = 20) 
             _, _, terminations, truncations, infos = env.step(actions)
             for agent, info in infos.items():
                 check_info(info, f"step {t}[{agent}]")
+                if isinstance(kwargs.get("llm"), ChoosingBackend):
+                    bad = [r for r in info["feedback"] if r.simulator == "llm" and (not r.parsed or r.fallback)]
+                    if bad:
+                        _fail(f"step {t}[{agent}]: LLM records did not parse or fell back: {bad[0]}")
                 if terminations.get(agent) and truncations.get(agent):
                     _fail(f"step {t}[{agent}]: terminated and truncated both set")
     finally:

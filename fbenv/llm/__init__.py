@@ -4,7 +4,7 @@ from fbenv.llm.base import Backend, ChatRequest, ChatResult, Message, Sampling
 from fbenv.llm.batching import BatchGroup
 from fbenv.llm.cache import CACHE_MODES, CachedBackend
 from fbenv.llm.registry import BACKEND_KINDS, build_backend, clear_shared, get_backend
-from fbenv.llm.scripted import ScriptedBackend
+from fbenv.llm.scripted import ChoosingBackend, ScriptedBackend
 
 __all__ = [
     "BACKEND_KINDS",
@@ -13,6 +13,7 @@ __all__ = [
     "BatchGroup",
     "CachedBackend",
     "ChatRequest",
+    "ChoosingBackend",
     "ChatResult",
     "Message",
     "Sampling",

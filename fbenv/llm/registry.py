@@ -23,6 +23,7 @@ BACKEND_KINDS: dict[str, str] = {
     "vllm": "fbenv.llm.vllm_backend:VLLMBackend",
     "openai": "fbenv.llm.openai_backend:OpenAIBackend",
     "scripted": "fbenv.llm.scripted:ScriptedBackend",
+    "choosing": "fbenv.llm.scripted:ChoosingBackend",
 }
 
 _shared: dict[tuple[str, str, str], Backend] = {}
@@ -76,7 +77,7 @@ def get_backend(
     if isinstance(spec, Backend):
         return spec
     mode = default_cache_mode() if cache is None else check_choice("cache", cache, CACHE_MODES)
-    if spec.partition(":")[0] == "scripted":
+    if spec.partition(":")[0] in ("scripted", "choosing"):
         mode = "off"  # already deterministic and free
     path = str(Path(cache_path) if cache_path else default_cache_dir() / "llm.sqlite")
     key = (spec, mode, path if mode != "off" else "")

@@ -66,3 +66,52 @@ class ScriptedBackend(Backend):
 
     def __reduce__(self):
         return (ScriptedBackend, (self.rules, self.default, self.on, self.spec))
+
+
+class ChoosingBackend(Backend):
+    """Answers any task's LLM roles in the way scoring backends do, with no model.
+
+    A request with ``choices`` is answered with one of them, and every choice gets a
+    log-probability (the chosen one 0.6 of the mass, the rest shared), like the local
+    transformers backends; ``pick="first"`` always takes the first choice, ``"hash"``
+    (default) picks by a hash of the messages and seed, so episodes vary but repeat. A
+    request without choices gets ``default``. The registry-generated tests drive every
+    task's LLM path with it and require zero parse failures and zero fallbacks.
+    """
+
+    def __init__(self, pick: str = "hash", default: str = "It went well, and I noticed what mattered."):
+        self.pick = check_choice("ChoosingBackend.pick", pick or "hash", ("first", "hash"))
+        self.default = default
+        self.spec = f"choosing:{self.pick}"
+        self.model = "choosing"
+        self.calls: list[ChatRequest] = []
+
+    @classmethod
+    def from_spec(cls, arg: str) -> "ChoosingBackend":
+        return cls(arg or "hash")
+
+    def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        import hashlib
+        import math
+
+        out = []
+        for req in requests:
+            self.calls.append(req)
+            choices = req.sampling.choices
+            prompt_tokens = sum(len(m.content.split()) for m in req.messages)
+            if not choices:
+                out.append(ChatResult(self.default, prompt_tokens, len(self.default.split())))
+                continue
+            if self.pick == "first":
+                i = 0
+            else:
+                blob = "\n".join(m.content for m in req.messages) + f"|{req.sampling.seed}"
+                i = int(hashlib.sha256(blob.encode()).hexdigest(), 16) % len(choices)
+            n = len(choices)
+            rest = math.log(0.4 / (n - 1)) if n > 1 else 0.0
+            logprobs = tuple((math.log(0.6) if n > 1 else 0.0) if j == i else rest for j in range(n))
+            out.append(ChatResult(choices[i], prompt_tokens, len(choices[i].split()), choice_logprobs=logprobs))
+        return out
+
+    def __reduce__(self):
+        return (ChoosingBackend, (self.pick, self.default))
