@@ -27,6 +27,7 @@ class Interface:
     action_space: spaces.Space
     owner: str = "env"
     max_action_chars: int = 2000
+    max_obs_chars: int = 8192
 
     @classmethod
     def of(
@@ -49,11 +50,11 @@ class Interface:
             obs: spaces.Space = FreeText(max_length=max_obs_chars)
             if text_in_dict:
                 obs = spaces.Dict({"text": obs})
-            return cls(kind, obs, FreeText(max_length=max_action_chars), owner, max_action_chars)
+            return cls(kind, obs, FreeText(max_length=max_action_chars), owner, max_action_chars, max_obs_chars)
         if n_actions < 1 or n_features < 1:
             raise InvalidArgumentError(f"{owner}: the discrete view needs n_actions and n_features >= 1")
         box = spaces.Box(low, high, shape=(n_features,), dtype=np.float32)
-        return cls(kind, box, spaces.Discrete(n_actions), owner, max_action_chars)
+        return cls(kind, box, spaces.Discrete(n_actions), owner, max_action_chars, max_obs_chars)
 
     def action_text(self, action: Any, replies: Callable[[], Sequence[str]]) -> tuple[str, dict[str, Any]]:
         """The text ``action`` says, and notes for info (``action_text``, ``action_truncated``)."""
@@ -76,8 +77,10 @@ class Interface:
         return action, {}
 
     def observe(self, text: Callable[[], str], features: Callable[[], np.ndarray]) -> Any:
+        """The observation; a text longer than the space allows keeps its most recent end."""
         if self.kind == "discrete":
             return np.asarray(features(), dtype=np.float32)
-        if isinstance(self.observation_space, spaces.Dict):
-            return {"text": text()}
-        return text()
+        t = text()
+        if len(t) > self.max_obs_chars:
+            t = t[-self.max_obs_chars :]
+        return {"text": t} if isinstance(self.observation_space, spaces.Dict) else t

@@ -115,20 +115,32 @@ def check_interfaces_agree(make_env, seeds: tuple[int, ...] = (0, 1, 2)) -> None
 
 
 def check_llm_path(make_env, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 12) -> None:
-    """Every LLM call of a rollout parsed and none fell back (``make_env`` uses a choosing backend)."""
+    """Every LLM call of a rollout parsed and none fell back (``make_env`` uses a choosing backend).
+
+    Actions are the task's own candidate replies (in the text view too: random text
+    rarely says anything a simulated person can answer).
+    """
     env = make_env()
     try:
         llm_records = []
         for seed in seeds:
-            for entry in rollout(env, seed, steps):
-                llm_records += [r for r in entry[-1].get("feedback", ()) if r.simulator == "llm"]
+            rng = np.random.default_rng(seed)
+            _, info = env.reset(seed=seed)
+            for _ in range(steps):
+                replies = env.unwrapped.candidate_replies()
+                i = int(rng.integers(len(replies)))
+                action = i if env.unwrapped.interface == "discrete" else replies[i]
+                _, _, terminated, truncated, info = env.step(action)
+                llm_records += [r for r in info["feedback"] if r.simulator == "llm"]
+                if terminated or truncated:
+                    env.reset()
         if not llm_records:
             _fail("the LLM simulator was never asked in these rollouts")
         bad = [r for r in llm_records if not r.parsed or r.fallback is not None]
         if bad:
             _fail(f"{len(bad)} of {len(llm_records)} LLM records did not parse or fell back, e.g. {bad[0]}")
-        stats = getattr(env.unwrapped, "parse_stats", None)
-        if stats is not None and (stats.failures or stats.fallbacks or stats.give_ups):
+        stats = env.unwrapped.parse_stats
+        if stats.failures or stats.fallbacks or stats.give_ups:
             _fail(f"parse failures with a backend that answers every choice: {stats}")
     finally:
         env.close()
@@ -164,8 +176,13 @@ def task_cases(specs: list[TaskSpec] | None = None) -> list[tuple[TaskSpec, dict
     simulator is answered by a :class:`ChoosingBackend`."""
     out = []
     for task in REGISTRY if specs is None else specs:
+        variants = list(task.variants)
+        if task.multi_agent:  # every seat alone is learnable, the others played by their roles
+            cls = task.load()
+            variants += [{**v, "learnable": seat} for v in task.variants for seat in cls.seats
+                         if all(o in cls.seat_roles for o in cls.seats if o != seat)]
         for interface in task.interfaces:
-            for variant in task.variants:
+            for variant in variants:
                 for sim in task.simulators:
                     kw = {"interface": interface, "simulator": sim, **variant}
                     if sim == "llm":
@@ -216,23 +233,32 @@ def check_fbenv_parallel_env(task: "TaskSpec | Callable[[], Any]", num_cycles: i
     api_test(parallel_to_aec(make_env()), num_cycles=num_cycles)
 
     env = make_env()
+    llm_records = 0
+    rng = np.random.default_rng(0)
     try:
         _, infos = env.reset(seed=0)
         for agent, info in infos.items():
             check_info(info, f"reset[{agent}]")
         for t in range(num_cycles):
-            if not env.agents:
-                break
-            actions = {a: env.action_space(a).sample() for a in env.agents}
+            if not env.agents:  # the episode ended: a new one, so later steps are checked too
+                env.reset(seed=t + 1)
+            if hasattr(env, "candidate_replies"):  # the task's own replies: random text says nothing
+                picks = {a: int(rng.integers(len(env.candidate_replies(a)))) for a in env.agents}
+                actions = {a: i if env.interface == "discrete" else env.candidate_replies(a)[i] for a, i in picks.items()}
+            else:
+                actions = {a: env.action_space(a).sample() for a in env.agents}
             _, _, terminations, truncations, infos = env.step(actions)
             for agent, info in infos.items():
                 check_info(info, f"step {t}[{agent}]")
                 if isinstance(kwargs.get("llm"), ChoosingBackend):
+                    llm_records += sum(r.simulator == "llm" for r in info["feedback"])
                     bad = [r for r in info["feedback"] if r.simulator == "llm" and (not r.parsed or r.fallback)]
                     if bad:
                         _fail(f"step {t}[{agent}]: LLM records did not parse or fell back: {bad[0]}")
                 if terminations.get(agent) and truncations.get(agent):
                     _fail(f"step {t}[{agent}]: terminated and truncated both set")
+        if isinstance(kwargs.get("llm"), ChoosingBackend) and getattr(env, "simulated", ()) and not llm_records:
+            _fail("the simulated seats never asked the LLM in these steps")
     finally:
         env.close()
 
