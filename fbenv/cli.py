@@ -68,6 +68,11 @@ def info(env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0")) -> Non
     typer.echo(f"{s.id}: {s.summary}")
     typer.echo(f"entry point: {s.entry_point}; multi-agent: {s.multi_agent}; deterministic: {s.deterministic}")
     typer.echo(f"interfaces: {', '.join(s.interfaces)}; simulators: {', '.join(s.simulators)}")
+    cls = s.load()
+    roles = ", ".join(f"{r.key} ({r.name})" for r in getattr(cls, "roles", ()))
+    typer.echo(f"roles (simulator={{role: 'rule'|'llm'}}): {roles or 'none'}; outcomes: {', '.join(s.outcomes) or 'none'}")
+    if s.discrete_id:
+        typer.echo(f"discrete twin: {s.discrete_id}")
     if not s.multi_agent:
         for interface in s.interfaces:
             env = gym.make(s.id, interface=interface)
