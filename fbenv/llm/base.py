@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fbenv.errors import InvalidArgumentError
+from fbenv.errors import BackendError, FbenvError, InvalidArgumentError
 
 ROLES = ("system", "user", "assistant")
 
@@ -125,16 +125,34 @@ class Backend:
         return self.generate_batch(requests)
 
     def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResult]:
-        """Run one batch now (no grouping), timing it and checking the result count."""
+        """Run one batch now (no grouping), timing it and checking the results.
+
+        Whatever the subclass, a failed batch raises a typed error: an exception from
+        :meth:`_generate` that is not an :class:`~fbenv.errors.FbenvError` becomes a
+        :class:`~fbenv.errors.BackendError` chained to it, and so does a result that is
+        not one :class:`ChatResult` per request. ``FbenvError`` subclasses (a replay
+        miss, a bad argument) pass through unchanged, as do KeyboardInterrupt and SystemExit.
+        """
         start = time.perf_counter()
-        results = self._generate(requests)
-        if len(results) != len(requests):
-            raise RuntimeError(
-                f"{type(self).__name__}._generate returned {len(results)} results for {len(requests)} requests"
+        who = f"{type(self).__name__} ({self.spec or 'no spec'})"
+        try:
+            results = self._generate(requests)
+        except FbenvError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{who}: {type(exc).__name__}: {str(exc)[:2000]}") from exc
+        if not isinstance(results, (list, tuple)) or len(results) != len(requests):
+            got = f"{len(results)} results" if isinstance(results, (list, tuple)) else f"a {type(results).__name__}"
+            raise BackendError(
+                f"{who}: _generate returned {got} for {len(requests)} requests, "
+                "expects a list of one ChatResult per request"
             )
+        wrong = next((r for r in results if not isinstance(r, ChatResult)), None)
+        if wrong is not None:
+            raise BackendError(f"{who}: _generate returned a {type(wrong).__name__} among its results, expects ChatResult")
         elapsed = time.perf_counter() - start
         self.stats.add(len(requests), elapsed)
-        return results
+        return list(results)
 
     def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
         raise NotImplementedError

@@ -6,6 +6,10 @@ then ``OPENAI_API_KEY``), so a spec, which is what pickles and cache keys carry,
 holds a secret. A batch's requests go to the server concurrently: the server does the
 batching, we only keep enough requests in flight. Retries and timeouts are the official
 client's, which already backs off on 408/409/429/5xx and honours ``Retry-After``.
+Every way a request can fail (an HTTP error after those retries, a timeout, a refused or
+dropped connection, a 2xx body that is not JSON or not a usable completion) raises
+:class:`~fbenv.errors.BackendError` naming the request, model, base URL and what went
+wrong, never the API key.
 A request's ``choices`` are not sent (the OpenAI API has no such field): the model
 replies freely and the caller's parser reads the reply, as for any free-text backend.
 """
@@ -13,6 +17,7 @@ replies freely and the caller's parser reads the reply, as for any free-text bac
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import threading
@@ -104,6 +109,82 @@ def _api_key_from_env(base_url: str) -> str:
         f"openai backend: no API key for {base_url}: expects ${API_KEY_ENV_VARS[0]} or "
         f"${API_KEY_ENV_VARS[1]} to be set (use any value, e.g. {LOCAL_PLACEHOLDER_KEY}, for a "
         "server without authentication)"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, with the underlying cause (the client's own messages are terse)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) != str(exc):
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+class _Malformed(Exception):
+    """A 2xx response that is not a usable chat completion."""
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _token_count(usage: object, name: str) -> int:
+    value = getattr(usage, name, None)
+    if value is None:  # servers that do not count tokens omit them
+        return 0
+    # What the client's lax validation accepts, even when another field made it give up:
+    # "5" and 5.0 are read as 5.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Malformed(f"usage.{name}: expects an int >= 0, actual {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _read_completion(response: object) -> tuple[str, str, int, int]:
+    """(text, finish_reason, prompt_tokens, completion_tokens) of the first choice, or _Malformed.
+
+    The client does not reject a body that fails its validation: it builds the object
+    loosely, so any field may be missing (None) or of any JSON type, and a 2xx body that
+    is not JSON and not labelled as JSON comes back as a str.
+    """
+    if not hasattr(response, "choices"):
+        raise _Malformed(f"not a chat completion: {type(response).__name__} {_short(response)}")
+    choices = response.choices
+    if choices is None:
+        raise _Malformed("the response has no choices (no 'choices' field)")
+    if not isinstance(choices, list):
+        raise _Malformed(f"choices: expects a list, actual {type(choices).__name__} {_short(choices)}")
+    if not choices:
+        raise _Malformed("the response has no choices (choices: [])")
+    choice = choices[0]
+    if not hasattr(choice, "message"):
+        raise _Malformed(f"choices[0]: expects an object, actual {type(choice).__name__} {_short(choice)}")
+    message = choice.message
+    if message is None:
+        raise _Malformed("choices[0] has no message (message: null or missing)")
+    if not hasattr(message, "content"):
+        raise _Malformed(f"choices[0].message: expects an object, actual {type(message).__name__} {_short(message)}")
+    content = message.content
+    if content is not None and not isinstance(content, str):
+        raise _Malformed(f"choices[0].message.content: expects str, actual {type(content).__name__} {_short(content)}")
+    finish_reason = getattr(choice, "finish_reason", None)
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        raise _Malformed(
+            f"choices[0].finish_reason: expects str, actual {type(finish_reason).__name__} {_short(finish_reason)}"
+        )
+    usage = getattr(response, "usage", None)
+    if usage is not None and not hasattr(usage, "prompt_tokens"):
+        raise _Malformed(f"usage: expects an object, actual {type(usage).__name__} {_short(usage)}")
+    return (
+        content or "",  # null content (a refusal, a tool call) reads as an empty reply
+        finish_reason or "stop",
+        _token_count(usage, "prompt_tokens"),
+        _token_count(usage, "completion_tokens"),
     )
 
 
@@ -199,18 +280,22 @@ class OpenAIBackend(Backend):
         try:
             response = client.chat.completions.create(**kwargs)
         except self._openai.OpenAIError as exc:
-            raise self._error(index, total, f"{type(exc).__name__}: {exc}", client) from None
+            raise self._error(index, total, _describe(exc), client) from None
+        except json.JSONDecodeError as exc:  # a 2xx whose body is not JSON: the client does not wrap it
+            raise self._error(index, total, f"the response body is not valid JSON ({_describe(exc)})", client) from exc
+        except Exception as exc:  # whatever else the client or its HTTP stack lets through
+            raise self._error(index, total, f"unexpected {_describe(exc)}", client) from exc
         latency = time.perf_counter() - start
-        if not response.choices:
-            raise self._error(index, total, "the response has no choices", client)
-        choice = response.choices[0]
-        usage = response.usage
+        try:
+            text, finish_reason, prompt_tokens, completion_tokens = _read_completion(response)
+        except _Malformed as exc:
+            raise self._error(index, total, f"malformed response: {exc}", client) from None
         return ChatResult(
-            text=(choice.message.content if choice.message is not None else None) or "",
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency_s=latency,
-            finish_reason=choice.finish_reason or "stop",
+            finish_reason=finish_reason,
         )
 
     def _error(self, index: int, total: int, detail: str, client) -> BackendError:
