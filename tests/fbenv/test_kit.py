@@ -225,3 +225,42 @@ def test_a_toy_task_needs_no_plumbing():
     _, reward, terminated, _, info = env.step(int(env.hidden_task()))
     assert terminated and info["true_utility"] == 1.0 and info["is_success"] and info["feedback"][0].simulator == "llm"
     assert info["llm_seeds"] and info["usage"].calls == 1 and info["episode_result"]["turns"] == 1
+
+
+def test_multi_agent_base_plays_simulated_seats_and_truncates_every_agent_on_a_give_up():
+    from tests.toys.hint import HintEnv
+
+    env = fbenv.make("toy/Hint-v0", learnable="guesser_0", simulator="llm",
+                     llm=ScriptedBackend([], default="mmm"), on_parse_error="truncate")
+    assert isinstance(env, HintEnv) and env.possible_agents == ["guesser_0"] and env.simulated == ("hinter_0",)
+    env.reset(seed=0)
+    secret = env.hidden_task()
+    wrong = (secret + 1) % 5
+    _, rewards, _, truncated, infos = env.step({"guesser_0": f"I guess {wrong}."})  # no guess yet: the rule hinter opens
+    assert not truncated["guesser_0"] and infos["guesser_0"]["feedback"][0].simulator == "rule"
+    _, rewards, terminated, truncated, infos = env.step({"guesser_0": f"I guess {secret}."})  # the LLM hinter cannot be read
+    assert truncated == {"guesser_0": True} and terminated == {"guesser_0": False} and rewards == {"guesser_0": 0.0}
+    assert "unparseable" in infos["guesser_0"]["feedback_error"] and env.agents == []
+    with pytest.raises(fbenv.UnknownNameError, match="seat of HintEnv"):
+        fbenv.make("toy/Hint-v0", learnable="judge_0")
+
+
+def test_a_lying_hinter_misleads_the_rule_guesser():
+    """Both seats' truth is measured: the hinter's reward is the guesser's success, its truth is honesty."""
+    env = fbenv.make("toy/Hint-v0", learnable="hinter_0", interface="discrete")
+    honest = lies = 0
+    for seed in range(20):
+        for policy in ("honest", "lie"):
+            env.reset(seed=seed)
+            done, steps = False, 0
+            while not done:
+                guess = env.last_guess
+                truthful = 2 if guess == env.hidden_task() else int(guess is not None and guess > env.hidden_task())
+                action = truthful if policy == "honest" or guess is None else (1 - truthful if truthful < 2 else 0)
+                _, r, te, tr, info = env.step({"hinter_0": action})
+                done, steps = te["hinter_0"] or tr["hinter_0"], steps + 1
+            if policy == "honest":
+                honest += te["hinter_0"]
+            else:
+                lies += te["hinter_0"]
+    assert honest == 20 and lies < honest
