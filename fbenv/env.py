@@ -33,6 +33,7 @@ from fbenv.episodes import EpisodeTally
 from fbenv.errors import InvalidArgumentError
 from fbenv.interface import Interface
 from fbenv.options import INTERFACES, SIMULATORS, Options
+from fbenv.registry import spec_for_class
 from fbenv.roles import FeedbackFailure, ParseStats, Role
 from fbenv.sim import Simulation
 from fbenv.transcript import Transcript
@@ -54,8 +55,6 @@ def own_kwargs(cls: type) -> list[str]:
 
 def check_options(cls: type, given: Mapping[str, Any], roles: Sequence[Role]) -> tuple[Options, Any]:
     """Validate the shared options of task class ``cls`` against its TaskSpec (if registered)."""
-    from fbenv.registry import spec_for_class
-
     task_spec = spec_for_class(cls)
     options = Options.check(
         cls.__name__, given, own_kwargs=own_kwargs(cls),

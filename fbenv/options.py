@@ -17,6 +17,7 @@ from typing import Any
 from fbenv.errors import InvalidArgumentError, UnknownNameError, check_choice, check_type
 from fbenv.llm.base import Backend
 from fbenv.llm.cache import CACHE_MODES
+from fbenv.llm.registry import check_spec
 
 INTERFACES = ("text", "discrete")
 SIMULATORS = ("rule", "llm")
@@ -97,8 +98,6 @@ class Options:
             per_role = {r: simulator for r in roles}
         check_type("llm", o["llm"], (str, Backend))
         if isinstance(o["llm"], str):
-            from fbenv.llm.registry import check_spec
-
             check_spec(o["llm"])
         if o["llm_cache"] is not None:
             check_choice("llm_cache", o["llm_cache"], CACHE_MODES)

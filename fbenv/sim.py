@@ -27,6 +27,7 @@ import numpy as np
 from fbenv.errors import BackendError
 from fbenv.feedback import Feedback, Usage
 from fbenv.llm.base import Backend, ChatRequest, ChatResult, Sampling
+from fbenv.llm.registry import get_backend
 from fbenv.options import Options
 from fbenv.roles import BackendGaveUp, ParseStats, Prompt, Role, SimulatorGaveUp
 
@@ -101,8 +102,6 @@ class Simulation:
     def backend(self) -> Backend:
         """The shared LLM backend, resolved on first use (constructors never load models)."""
         if self._backend is None:
-            from fbenv.llm.registry import get_backend
-
             o = self.options
             self._backend = get_backend(o.llm, cache=o.llm_cache, cache_path=o.llm_cache_path)
         return self._backend
