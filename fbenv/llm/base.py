@@ -3,14 +3,20 @@
 A backend takes a list of :class:`ChatRequest` and returns one :class:`ChatResult` per
 request, in order. Requests carry their own sampling settings, seed included, so a
 batch may mix them and the same request always asks for the same thing.
+
+The calling thread's batch membership lives here too: :mod:`fbenv.llm.batching` sets
+it and :meth:`Backend.chat` reads it, so batching depends on this module and not the
+reverse.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fbenv.errors import InvalidArgumentError
 
@@ -101,6 +107,31 @@ class ChatResult:
             object.__setattr__(self, "choice_logprobs", tuple(self.choice_logprobs))  # e.g. read back from JSON
 
 
+class BatchMembership(Protocol):
+    """A thread's place in a batch group: where :meth:`Backend.chat` sends its requests."""
+
+    def submit(self, backend: Backend, requests: list[ChatRequest]) -> list[ChatResult]: ...
+
+
+_local = threading.local()
+
+
+def current_group() -> BatchMembership | None:
+    """The calling thread's batch membership, or None outside any group."""
+    return getattr(_local, "membership", None)
+
+
+@contextmanager
+def joined(membership: BatchMembership | None) -> Iterator[None]:
+    """Run the body with ``membership`` as the calling thread's (None: in no group)."""
+    saved = current_group()
+    _local.membership = membership
+    try:
+        yield
+    finally:
+        _local.membership = saved
+
+
 class Backend:
     """Base class: subclasses implement :meth:`_generate`; callers use :meth:`chat`.
 
@@ -114,8 +145,6 @@ class Backend:
     model: str = ""
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        from fbenv.llm.batching import current_group
-
         requests = list(requests)
         if not requests:
             return []
