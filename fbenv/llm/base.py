@@ -4,16 +4,18 @@ A backend takes a list of :class:`ChatRequest` and returns one :class:`ChatResul
 request, in order. Requests carry their own sampling settings, seed included, so a
 batch may mix them and the same request always asks for the same thing.
 
-The calling thread's batch membership lives here too: :mod:`fbenv.llm.batching` sets
-it and :meth:`Backend.chat` reads it, so batching depends on this module and not the
-reverse.
+This module is the floor the other LLM modules stand on, and imports none of them. It
+holds the two seams through which they plug in: the calling thread's batch membership
+(set by :mod:`fbenv.llm.batching`, read by :meth:`Backend.chat`) and the function that
+rebuilds a pickled backend from its spec (installed by :mod:`fbenv.llm.registry`).
 """
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -132,13 +134,34 @@ def joined(membership: BatchMembership | None) -> Iterator[None]:
         _local.membership = saved
 
 
+# How a backend pickled as its spec comes back. The registry, which imports this
+# module, installs its ``get_backend`` here; a function pickles by module and name, so
+# the pickle names ``fbenv.llm.registry.get_backend`` and the loading process resolves
+# the spec through its own shared registry.
+_rebuild: Callable[..., Backend] | None = None
+
+
+def install_rebuild(rebuild: Callable[..., Backend]) -> None:
+    """Set the function that unpickling calls with a backend's spec arguments."""
+    global _rebuild
+    _rebuild = rebuild
+
+
+def pickled_as(*spec_args: object) -> tuple[Callable[..., Backend], tuple[object, ...]]:
+    """A ``__reduce__`` value: rebuild through the registry from ``spec_args``."""
+    if _rebuild is None:  # only if base.py were loaded without the fbenv.llm package
+        raise pickle.PicklingError("LLM backends pickle through fbenv.llm.registry: import it first")
+    return _rebuild, spec_args
+
+
 class Backend:
     """Base class: subclasses implement :meth:`_generate`; callers use :meth:`chat`.
 
     :meth:`chat` joins the calling thread's batch group when there is one (see
     :mod:`fbenv.llm.batching`), so requests from many envs stepping at once reach
     :meth:`_generate` as one batch. ``spec`` is the string that recreates the backend;
-    pickling keeps only it, so Ray workers and subprocesses rebuild their own.
+    pickling keeps only it, so Ray workers and subprocesses rebuild their own through
+    the registry's ``get_backend``.
     """
 
     spec: str = ""
@@ -179,9 +202,7 @@ class Backend:
         """Release resources; the shared instance may be rebuilt by a later lookup."""
 
     def __reduce__(self):  # pickles as its spec, never as weights or connections
-        from fbenv.llm.registry import get_backend
-
-        return (get_backend, (self.spec,))
+        return pickled_as(self.spec)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"

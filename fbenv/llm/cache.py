@@ -14,11 +14,12 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from fbenv.errors import ReplayMissError
-from fbenv.llm.base import Backend, ChatRequest, ChatResult
+from fbenv.llm.base import Backend, ChatRequest, ChatResult, pickled_as
 
 CACHE_MODES = ("off", "readwrite", "replay")
 
@@ -90,16 +91,20 @@ class CompletionStore:
 class CachedBackend(Backend):
     """Wraps a backend spec; the wrapped backend is only resolved on the first miss.
 
-    The wrapped backend is the process's shared uncached instance of the spec, so
+    ``make_inner`` builds the wrapped backend when it is first needed. The registry
+    passes one that returns the process's shared uncached instance of the spec, so
     several cache files in front of one model still load it once.
     """
 
-    def __init__(self, inner_spec: str, mode: str, path: str | os.PathLike):
+    def __init__(
+        self, inner_spec: str, mode: str, path: str | os.PathLike, make_inner: Callable[[], Backend]
+    ):
         self.inner_spec = inner_spec
         self.mode = mode
         self.path = str(path)
         self.spec = inner_spec
         self.store = CompletionStore(path)
+        self._make_inner = make_inner
         self._inner: Backend | None = None
         self.hits = 0
         self.misses = 0
@@ -107,9 +112,7 @@ class CachedBackend(Backend):
     @property
     def inner(self) -> Backend:
         if self._inner is None:
-            from fbenv.llm.registry import get_backend
-
-            self._inner = get_backend(self.inner_spec, cache="off")
+            self._inner = self._make_inner()
         return self._inner
 
     @property
@@ -155,7 +158,5 @@ class CachedBackend(Backend):
     def close(self) -> None:
         self.store.close()  # the wrapped backend is shared: the registry closes it
 
-    def __reduce__(self):
-        from fbenv.llm.registry import get_backend
-
-        return (get_backend, (self.inner_spec, self.mode, self.path))
+    def __reduce__(self):  # the shared cached instance of (spec, mode, path) over there
+        return pickled_as(self.inner_spec, self.mode, self.path)
