@@ -1,10 +1,10 @@
 """Record/replay cache for LLM completions, content-addressed and stored as JSON in SQLite.
 
-The key hashes the backend spec, model, messages and sampling settings (seed included).
-Modes: ``off``; ``readwrite`` (hits are served, misses generated and stored); ``replay``
-(hits only; a miss raises :class:`ReplayMissError`, so CI can replay recorded episodes
-with no model at all). Requests that are neither greedy nor seeded are never cached:
-their output is not a function of the key.
+The key hashes the backend spec (which names the model), the messages and the sampling
+settings (seed included). Modes: ``off``; ``readwrite`` (hits are served, misses
+generated and stored); ``replay`` (hits only; a miss raises :class:`ReplayMissError`, so
+CI can replay recorded episodes with no model at all). Requests that are neither greedy
+nor seeded are never cached: their output is not a function of the key.
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "fbenv"
 
 
-def request_key(backend_spec: str, model: str, request: ChatRequest) -> str:
+def request_key(backend_spec: str, request: ChatRequest) -> str:
+    """The cache key of ``request`` to the backend named by ``backend_spec``."""
     s = request.sampling
     payload = {
         "backend": backend_spec,
-        "model": model,
+        # Always empty: the spec already names the model. The field stays in the hashed
+        # payload so that every key recorded so far keeps matching.
+        "model": "",
         "messages": request.as_dicts(),
         "sampling": {
             "max_tokens": s.max_tokens,
@@ -125,7 +128,7 @@ class CachedBackend(Backend):
 
     def chat(self, requests):
         requests = list(requests)
-        keys = [request_key(self.inner_spec, "", r) for r in requests]
+        keys = [request_key(self.inner_spec, r) for r in requests]
         results: list[ChatResult | None] = [None] * len(requests)
         todo: list[int] = []
         for i, (req, key) in enumerate(zip(requests, keys)):

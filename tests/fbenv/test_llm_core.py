@@ -106,10 +106,24 @@ def test_cache_readwrite_then_replay(tmp_path):
 
 
 def test_cache_key_covers_sampling():
-    base = request_key("s", "m", req("x"))
-    assert base == request_key("s", "m", req("x", seed=99))  # greedy ignores the seed
-    assert base != request_key("s", "m", req("x", max_tokens=7))
-    assert request_key("s", "m", req("x", temperature=1, seed=1)) != request_key("s", "m", req("x", temperature=1, seed=2))
+    base = request_key("s", req("x"))
+    assert base == request_key("s", req("x", seed=99))  # greedy ignores the seed
+    assert base != request_key("s", req("x", max_tokens=7))
+    assert base != request_key("t", req("x"))
+    assert request_key("s", req("x", temperature=1, seed=1)) != request_key("s", req("x", temperature=1, seed=2))
+
+
+def test_cache_keys_stay_those_already_recorded():
+    """Recorded caches must keep hitting: these keys were computed by earlier releases."""
+    sampled = ChatRequest.of(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Rate the lamp: é"}],
+        max_tokens=16, temperature=0.7, seed=3, stop=("\n",),
+    )
+    assert request_key("transformers:HuggingFaceTB/SmolLM2-135M-Instruct", sampled) == (
+        "1c7c99e754b96542fb0ed7b18dbf3f5cb59366a99526ecc2b3f8a684f491532c"
+    )
+    chosen = req("Pick one", choices=("yes", "no"))
+    assert request_key("embedded", chosen) == "a724ecf90d06158707b7340ffe29d26d8d0991fcfbc3f717f5f113baf5fce559"
 
 
 def test_batch_group_merges_concurrent_calls_in_index_order():
