@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fbenv.agents.base import Agent, Transition
-from fbenv.errors import InvalidArgumentError, check_type
+from fbenv.errors import InvalidArgumentError, check_int, check_number, check_type
 
 __all__ = [
     "EpsilonGreedy",
@@ -47,37 +47,11 @@ _TOL = 1e-9  # rewards this far outside the range are float round-off and get cl
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_int(what: str, value: object, minimum: int) -> int:
-    check_type(what, value, (int, np.integer))
-    if value < minimum:  # type: ignore[operator]
-        raise InvalidArgumentError(f"{what}: expects an int >= {minimum}, actual {value!r}")
-    return int(value)  # type: ignore[arg-type]
-
-
-def _check_real(
-    what: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    check_type(what, value, (int, float, np.integer, np.floating))
-    v = float(value)  # type: ignore[arg-type]
-    above = v > low if low_open else v >= low
-    below = v < high if high_open else v <= high
-    if not (math.isfinite(v) and above and below):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise InvalidArgumentError(f"{what}: expects a finite number in {interval}, actual {value!r}")
-    return v
-
-
 def _check_reward_range(what: str, value: object) -> tuple[float, float]:
     if not (isinstance(value, Sequence) and len(value) == 2):
         raise InvalidArgumentError(f"{what}: expects a (low, high) pair, actual {value!r}")
-    low = _check_real(f"{what}[0]", value[0])
-    high = _check_real(f"{what}[1]", value[1])
+    low = check_number(f"{what}[0]", value[0])
+    high = check_number(f"{what}[1]", value[1])
     if not low < high:
         raise InvalidArgumentError(f"{what}: expects low < high, actual {value!r}")
     return low, high
@@ -108,7 +82,7 @@ class _BanditAgent(Agent):
     def __init__(self, n_actions: int, reward_range: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__()
         cls = type(self).__name__
-        self.n_actions = _check_int(f"{cls}(n_actions)", n_actions, 1)
+        self.n_actions = check_int(f"{cls}(n_actions)", n_actions, 1)
         self.reward_range = _check_reward_range(f"{cls}(reward_range)", reward_range)
 
     def reset(self, seed: int | None = None) -> None:
@@ -165,8 +139,8 @@ class EpsilonGreedy(_BanditAgent):
         reward_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(n_actions, reward_range)
-        self.epsilon = _check_real("EpsilonGreedy(epsilon)", epsilon, 0.0, 1.0)
-        self.decay = None if decay is None else _check_real(
+        self.epsilon = check_number("EpsilonGreedy(epsilon)", epsilon, 0.0, 1.0)
+        self.decay = None if decay is None else check_number(
             "EpsilonGreedy(decay)", decay, 0.0, low_open=True
         )
         self._forget()
@@ -215,7 +189,7 @@ class UCB1(_BanditAgent):
         reward_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(n_actions, reward_range)
-        self.c = _check_real("UCB1(c)", c, 0.0)
+        self.c = check_number("UCB1(c)", c, 0.0)
         self._forget()
 
     def _forget(self) -> None:
@@ -259,8 +233,8 @@ class ThompsonSampling(_BanditAgent):
         reward_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(n_actions, reward_range)
-        self.prior_alpha = _check_real("ThompsonSampling(prior_alpha)", prior_alpha, 0.0, low_open=True)
-        self.prior_beta = _check_real("ThompsonSampling(prior_beta)", prior_beta, 0.0, low_open=True)
+        self.prior_alpha = check_number("ThompsonSampling(prior_alpha)", prior_alpha, 0.0, low_open=True)
+        self.prior_beta = check_number("ThompsonSampling(prior_beta)", prior_beta, 0.0, low_open=True)
         check_type("ThompsonSampling(binarize)", binarize, bool)
         self.binarize = binarize
         self._forget()
@@ -300,14 +274,14 @@ class EXP3(_BanditAgent):
         reward_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(n_actions, reward_range)
-        self.gamma = _check_real("EXP3(gamma)", gamma, 0.0, 1.0, low_open=True)
+        self.gamma = check_number("EXP3(gamma)", gamma, 0.0, 1.0, low_open=True)
         self._forget()
 
     @staticmethod
     def tuned_gamma(n_actions: int, horizon: int) -> float:
         """γ = min(1, sqrt(K ln K / ((e - 1) T))), the choice behind the regret bound."""
-        k = _check_int("EXP3.tuned_gamma(n_actions)", n_actions, 1)
-        t = _check_int("EXP3.tuned_gamma(horizon)", horizon, 1)
+        k = check_int("EXP3.tuned_gamma(n_actions)", n_actions, 1)
+        t = check_int("EXP3.tuned_gamma(horizon)", horizon, 1)
         return min(1.0, math.sqrt(k * math.log(max(k, 2)) / ((math.e - 1.0) * t)))
 
     def _forget(self) -> None:
@@ -356,9 +330,9 @@ class LinUCB(_BanditAgent):
         reward_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(n_actions, reward_range)
-        self.n_features = _check_int("LinUCB(n_features)", n_features, 1)
-        self.alpha = _check_real("LinUCB(alpha)", alpha, 0.0)
-        self.ridge = _check_real("LinUCB(ridge)", ridge, 0.0, low_open=True)
+        self.n_features = check_int("LinUCB(n_features)", n_features, 1)
+        self.alpha = check_number("LinUCB(alpha)", alpha, 0.0)
+        self.ridge = check_number("LinUCB(ridge)", ridge, 0.0, low_open=True)
         self._forget()
 
     def _forget(self) -> None:
@@ -428,8 +402,8 @@ class DoubleThompsonSampling(Agent):
 
     def __init__(self, n_arms: int, alpha: float = 0.51) -> None:
         super().__init__()
-        self.n_arms = _check_int("DoubleThompsonSampling(n_arms)", n_arms, 2)
-        self.alpha = _check_real("DoubleThompsonSampling(alpha)", alpha, 0.0, low_open=True)
+        self.n_arms = check_int("DoubleThompsonSampling(n_arms)", n_arms, 2)
+        self.alpha = check_number("DoubleThompsonSampling(alpha)", alpha, 0.0, low_open=True)
         self._forget()
 
     def reset(self, seed: int | None = None) -> None:
@@ -555,10 +529,10 @@ class DynLinUCB(_BanditAgent):
     ) -> None:
         super().__init__(n_actions, reward_range)
         k = self.n_actions
-        self.n_features = d = _check_int("DynLinUCB(n_features)", n_features, 1)
-        self.rho = _check_real("DynLinUCB(rho)", rho, 0.0, 1.0, high_open=True)
-        self.alpha = _check_real("DynLinUCB(alpha)", alpha, 0.0)
-        self.ridge = _check_real("DynLinUCB(ridge)", ridge, 0.0, low_open=True)
+        self.n_features = d = check_int("DynLinUCB(n_features)", n_features, 1)
+        self.rho = check_number("DynLinUCB(rho)", rho, 0.0, 1.0, high_open=True)
+        self.alpha = check_number("DynLinUCB(alpha)", alpha, 0.0)
+        self.ridge = check_number("DynLinUCB(ridge)", ridge, 0.0, low_open=True)
         if action_features is None:
             if d != k:
                 raise InvalidArgumentError(

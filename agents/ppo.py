@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from fbenv.agents.base import Agent, Transition
-from fbenv.errors import InvalidArgumentError, MissingExtraError, check_choice, check_type
+from fbenv.errors import InvalidArgumentError, MissingExtraError, check_choice, check_int, check_number, check_type
 
 if TYPE_CHECKING:
     import torch
@@ -61,20 +61,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 # --------------------------------------------------------------------------- config
-
-
-def _check_number(what: str, value: object, low: float, high: float = math.inf, *, low_open: bool = False) -> None:
-    check_type(what, value, (int, float))
-    ok = (value > low if low_open else value >= low) and value <= high and math.isfinite(value)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise InvalidArgumentError(f"{what}: expects a finite number in {interval}, actual {value!r}")
-
-
-def _check_count(what: str, value: object, minimum: int = 1) -> None:
-    check_type(what, value, int)
-    if value < minimum:
-        raise InvalidArgumentError(f"{what}: expects an int >= {minimum}, actual {value!r}")
 
 
 @dataclass(frozen=True)
@@ -94,8 +80,8 @@ class LoraSettings:
     layers_to_transform: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check_count("LoraSettings.r", self.r)
-        _check_count("LoraSettings.alpha", self.alpha)
+        check_int("LoraSettings.r", self.r, 1)
+        check_int("LoraSettings.alpha", self.alpha, 1)
         if isinstance(self.target_modules, str):
             if not self.target_modules:
                 raise InvalidArgumentError("LoraSettings.target_modules: expects a module name, actual ''")
@@ -168,17 +154,17 @@ class PPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_number("PPOConfig.learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_number("PPOConfig.learning_rate", self.learning_rate, 0.0, low_open=True)
         for name in ("episodes_per_update", "ppo_epochs", "minibatch_size", "max_new_tokens", "max_turns"):
-            _check_count(f"PPOConfig.{name}", getattr(self, name))
-        _check_number("PPOConfig.clip_range", self.clip_range, 0.0, low_open=True)
-        _check_number("PPOConfig.clip_range_value", self.clip_range_value, 0.0, low_open=True)
-        _check_number("PPOConfig.vf_coef", self.vf_coef, 0.0)
-        _check_number("PPOConfig.kl_coef", self.kl_coef, 0.0)
-        _check_number("PPOConfig.gamma", self.gamma, 0.0, 1.0)
-        _check_number("PPOConfig.lam", self.lam, 0.0, 1.0)
-        _check_number("PPOConfig.temperature", self.temperature, 0.0, low_open=True)
-        _check_number("PPOConfig.max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+            check_int(f"PPOConfig.{name}", getattr(self, name), 1)
+        check_number("PPOConfig.clip_range", self.clip_range, 0.0, low_open=True)
+        check_number("PPOConfig.clip_range_value", self.clip_range_value, 0.0, low_open=True)
+        check_number("PPOConfig.vf_coef", self.vf_coef, 0.0)
+        check_number("PPOConfig.kl_coef", self.kl_coef, 0.0)
+        check_number("PPOConfig.gamma", self.gamma, 0.0, 1.0)
+        check_number("PPOConfig.lam", self.lam, 0.0, 1.0)
+        check_number("PPOConfig.temperature", self.temperature, 0.0, low_open=True)
+        check_number("PPOConfig.max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         check_type("PPOConfig.whiten_advantages", self.whiten_advantages, bool)
         if self.lora is not None:
             check_type("PPOConfig.lora", self.lora, LoraSettings)
@@ -736,7 +722,7 @@ class PPOAgent(Agent):
         """
         from tqdm.auto import tqdm
 
-        _check_count("PPOAgent.train(n_updates)", n_updates)
+        check_int("PPOAgent.train(n_updates)", n_updates, 1)
         env_kwargs = {} if env_kwargs is None else env_kwargs
         check_type("PPOAgent.train(env_kwargs)", env_kwargs, dict)
         envs = self._make_envs(env, env_kwargs)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from fbenv.agents.base import Agent, Transition
-from fbenv.errors import InvalidArgumentError, check_choice, check_type
+from fbenv.errors import InvalidArgumentError, check_choice, check_int, check_number, check_type
 from fbenv.feedback import Feedback
 from fbenv.llm.base import ROLES, Backend, ChatRequest, ChatResult, Message, Sampling
 from fbenv.llm.cache import CACHE_MODES
@@ -100,18 +100,6 @@ class _Episode:
     messages: list[dict[str, str]] = field(default_factory=list)
 
 
-def _check_positive_int(what: str, value: object) -> int:
-    check_type(what, value, (int, np.integer))
-    if value < 1:  # type: ignore[operator]
-        raise InvalidArgumentError(f"{what}: expects an int >= 1, actual {value!r}")
-    return int(value)  # type: ignore[arg-type]
-
-
-def _check_str(what: str, value: object) -> str:
-    check_type(what, value, str)
-    return value  # type: ignore[return-value]
-
-
 class ZeroShotAgent(Agent):
     """Answer each turn with one chat request built from the transcript.
 
@@ -147,7 +135,7 @@ class ZeroShotAgent(Agent):
             check_choice(f"{cls}(llm_cache)", llm_cache, CACHE_MODES)
         self.llm_spec = llm
         self.llm_cache = llm_cache
-        self.system_prompt = _check_str(f"{cls}(system_prompt)", system_prompt)
+        self.system_prompt = check_type(f"{cls}(system_prompt)", system_prompt, str)
         self.sampling = self._sampling(cls, max_tokens, temperature, top_p, stop)
         self._backend: Backend | None = None
         self.last_requests: list[ChatRequest] = []
@@ -155,12 +143,12 @@ class ZeroShotAgent(Agent):
 
     @staticmethod
     def _sampling(cls: str, max_tokens: object, temperature: object, top_p: object, stop: object) -> Sampling:
-        max_tokens = _check_positive_int(f"{cls}(max_tokens)", max_tokens)
-        check_type(f"{cls}(temperature)", temperature, (int, float))
-        check_type(f"{cls}(top_p)", top_p, (int, float))
+        max_tokens = check_int(f"{cls}(max_tokens)", max_tokens, 1)
+        temperature = check_number(f"{cls}(temperature)", temperature, 0.0)
+        top_p = check_number(f"{cls}(top_p)", top_p, 0.0, 1.0, low_open=True)
         if isinstance(stop, str) or not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop):
             raise InvalidArgumentError(f"{cls}(stop): expects a sequence of str, actual {stop!r}")
-        return Sampling(max_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p), stop=tuple(stop))
+        return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop))
 
     # ----------------------------------------------------------------- plumbing
 
@@ -347,18 +335,11 @@ class ReflexionAgent(ZeroShotAgent):
             llm, llm_cache=llm_cache, system_prompt=system_prompt, max_tokens=max_tokens,
             temperature=temperature, top_p=top_p, stop=stop,
         )
-        check_type("ReflexionAgent(memory_size)", memory_size, (int, np.integer))
-        if memory_size < 0:
-            raise InvalidArgumentError(f"ReflexionAgent(memory_size): expects an int >= 0, actual {memory_size}")
-        self.memory_size = int(memory_size)
+        self.memory_size = check_int("ReflexionAgent(memory_size)", memory_size, 0)
         self.reflection = check_choice("ReflexionAgent(reflection)", reflection, REFLECTION_MODES)
-        self.reflection_prompt = _check_str("ReflexionAgent(reflection_prompt)", reflection_prompt)
-        self.reflection_max_tokens = _check_positive_int("ReflexionAgent(reflection_max_tokens)", reflection_max_tokens)
-        self.max_lesson_chars = _check_positive_int("ReflexionAgent(max_lesson_chars)", max_lesson_chars)
-        if self.max_lesson_chars < 16:
-            raise InvalidArgumentError(
-                f"ReflexionAgent(max_lesson_chars): expects an int >= 16, actual {max_lesson_chars}"
-            )
+        self.reflection_prompt = check_type("ReflexionAgent(reflection_prompt)", reflection_prompt, str)
+        self.reflection_max_tokens = check_int("ReflexionAgent(reflection_max_tokens)", reflection_max_tokens, 1)
+        self.max_lesson_chars = check_int("ReflexionAgent(max_lesson_chars)", max_lesson_chars, 16)
         self._forget()
 
     def _forget(self) -> None:

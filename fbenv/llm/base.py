@@ -3,14 +3,22 @@
 A backend takes a list of :class:`ChatRequest` and returns one :class:`ChatResult` per
 request, in order. Requests carry their own sampling settings, seed included, so a
 batch may mix them and the same request always asks for the same thing.
+
+This module is the floor the other LLM modules stand on, and imports none of them. It
+holds the two seams through which they plug in: the calling thread's batch membership
+(set by :mod:`fbenv.llm.batching`, read by :meth:`Backend.chat`) and the function that
+rebuilds a pickled backend from its spec (installed by :mod:`fbenv.llm.registry`).
 """
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fbenv.errors import BackendError, FbenvError, InvalidArgumentError
 
@@ -101,21 +109,65 @@ class ChatResult:
             object.__setattr__(self, "choice_logprobs", tuple(self.choice_logprobs))  # e.g. read back from JSON
 
 
+class BatchMembership(Protocol):
+    """A thread's place in a batch group: where :meth:`Backend.chat` sends its requests."""
+
+    def submit(self, backend: Backend, requests: list[ChatRequest]) -> list[ChatResult]: ...
+
+
+_local = threading.local()
+
+
+def current_group() -> BatchMembership | None:
+    """The calling thread's batch membership, or None outside any group."""
+    return getattr(_local, "membership", None)
+
+
+@contextmanager
+def joined(membership: BatchMembership | None) -> Iterator[None]:
+    """Run the body with ``membership`` as the calling thread's (None: in no group)."""
+    saved = current_group()
+    _local.membership = membership
+    try:
+        yield
+    finally:
+        _local.membership = saved
+
+
+# How a backend pickled as its spec comes back. The registry, which imports this
+# module, installs its ``get_backend`` here; a function pickles by module and name, so
+# the pickle names ``fbenv.llm.registry.get_backend`` and the loading process resolves
+# the spec through its own shared registry.
+_rebuild: Callable[..., Backend] | None = None
+
+
+def install_rebuild(rebuild: Callable[..., Backend]) -> None:
+    """Set the function that unpickling calls with a backend's spec arguments."""
+    global _rebuild
+    _rebuild = rebuild
+
+
+def pickled_as(*spec_args: object) -> tuple[Callable[..., Backend], tuple[object, ...]]:
+    """A ``__reduce__`` value: rebuild through the registry from ``spec_args``."""
+    if _rebuild is None:  # only if base.py were loaded without the fbenv.llm package
+        raise pickle.PicklingError("LLM backends pickle through fbenv.llm.registry: import it first")
+    return _rebuild, spec_args
+
+
 class Backend:
     """Base class: subclasses implement :meth:`_generate`; callers use :meth:`chat`.
 
     :meth:`chat` joins the calling thread's batch group when there is one (see
     :mod:`fbenv.llm.batching`), so requests from many envs stepping at once reach
     :meth:`_generate` as one batch. ``spec`` is the string that recreates the backend;
-    pickling keeps only it, so Ray workers and subprocesses rebuild their own.
+    pickling keeps only it, so Ray workers and subprocesses rebuild their own through
+    the registry's ``get_backend``.
     """
 
     spec: str = ""
     model: str = ""
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        from fbenv.llm.batching import current_group
-
         requests = list(requests)
         if not requests:
             return []
@@ -168,9 +220,7 @@ class Backend:
         """Release resources; the shared instance may be rebuilt by a later lookup."""
 
     def __reduce__(self):  # pickles as its spec, never as weights or connections
-        from fbenv.llm.registry import get_backend
-
-        return (get_backend, (self.spec,))
+        return pickled_as(self.spec)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"

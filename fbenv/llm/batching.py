@@ -11,37 +11,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from fbenv.llm.base import Backend, ChatRequest, ChatResult
+from fbenv.llm.base import Backend, ChatRequest, ChatResult, joined
 
-_local = threading.local()
 T = TypeVar("T")
-
-
-def current_group() -> "_Membership | None":
-    return getattr(_local, "membership", None)
 
 
 @dataclass
 class _Pending:
     index: int
-    backend: "Backend"
-    requests: list["ChatRequest"]
-    results: list["ChatResult"] | None = None
+    backend: Backend
+    requests: list[ChatRequest]
+    results: list[ChatResult] | None = None
     error: BaseException | None = None
     done: bool = False
 
 
 @dataclass
 class _Membership:
-    group: "BatchGroup"
+    """One participant's :class:`~fbenv.llm.base.BatchMembership` in a group."""
+
+    group: BatchGroup
     index: int
 
-    def submit(self, backend: "Backend", requests: list["ChatRequest"]) -> list["ChatResult"]:
+    def submit(self, backend: Backend, requests: list[ChatRequest]) -> list[ChatResult]:
         return self.group._submit(self.index, backend, requests)
 
 
@@ -68,13 +63,12 @@ class BatchGroup:
             self._active = n
 
         def worker(i: int) -> None:
-            _local.membership = _Membership(self, i)
             try:
-                out[i] = fns[i]()
+                with joined(_Membership(self, i)):
+                    out[i] = fns[i]()
             except BaseException as exc:  # re-raised in the caller's thread below
                 errors[i] = exc
             finally:
-                _local.membership = None
                 with self._cond:
                     self._active -= 1
                     self._maybe_flush_locked()
@@ -89,7 +83,7 @@ class BatchGroup:
                 raise exc
         return out
 
-    def _submit(self, index: int, backend: "Backend", requests: list["ChatRequest"]) -> list["ChatResult"]:
+    def _submit(self, index: int, backend: Backend, requests: list[ChatRequest]) -> list[ChatResult]:
         item = _Pending(index, backend, requests)
         with self._cond:
             self._pending.append(item)
@@ -127,12 +121,6 @@ class BatchGroup:
         self._cond.notify_all()
 
 
-@contextmanager
 def no_group():
     """Run the body outside any batch group (used by backends that call other backends)."""
-    saved = current_group()
-    _local.membership = None
-    try:
-        yield
-    finally:
-        _local.membership = saved
+    return joined(None)

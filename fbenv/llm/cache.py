@@ -1,10 +1,10 @@
 """Record/replay cache for LLM completions, content-addressed and stored as JSON in SQLite.
 
-The key hashes the backend spec, model, messages and sampling settings (seed included).
-Modes: ``off``; ``readwrite`` (hits are served, misses generated and stored); ``replay``
-(hits only; a miss raises :class:`ReplayMissError`, so CI can replay recorded episodes
-with no model at all). Requests that are neither greedy nor seeded are never cached:
-their output is not a function of the key.
+The key hashes the backend spec (which names the model), the messages and the sampling
+settings (seed included). Modes: ``off``; ``readwrite`` (hits are served, misses
+generated and stored); ``replay`` (hits only; a miss raises :class:`ReplayMissError`, so
+CI can replay recorded episodes with no model at all). Requests that are neither greedy
+nor seeded are never cached: their output is not a function of the key.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from fbenv.errors import ReplayMissError
-from fbenv.llm.base import Backend, ChatRequest, ChatResult
+from fbenv.llm.base import Backend, ChatRequest, ChatResult, pickled_as
 
 CACHE_MODES = ("off", "readwrite", "replay")
 
@@ -31,11 +32,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "fbenv"
 
 
-def request_key(backend_spec: str, model: str, request: ChatRequest) -> str:
+def request_key(backend_spec: str, request: ChatRequest) -> str:
+    """The cache key of ``request`` to the backend named by ``backend_spec``."""
     s = request.sampling
     payload = {
         "backend": backend_spec,
-        "model": model,
+        # Always empty: the spec already names the model. The field stays in the hashed
+        # payload so that every key recorded so far keeps matching.
+        "model": "",
         "messages": request.as_dicts(),
         "sampling": {
             "max_tokens": s.max_tokens,
@@ -90,16 +94,20 @@ class CompletionStore:
 class CachedBackend(Backend):
     """Wraps a backend spec; the wrapped backend is only resolved on the first miss.
 
-    The wrapped backend is the process's shared uncached instance of the spec, so
+    ``make_inner`` builds the wrapped backend when it is first needed. The registry
+    passes one that returns the process's shared uncached instance of the spec, so
     several cache files in front of one model still load it once.
     """
 
-    def __init__(self, inner_spec: str, mode: str, path: str | os.PathLike):
+    def __init__(
+        self, inner_spec: str, mode: str, path: str | os.PathLike, make_inner: Callable[[], Backend]
+    ):
         self.inner_spec = inner_spec
         self.mode = mode
         self.path = str(path)
         self.spec = inner_spec
         self.store = CompletionStore(path)
+        self._make_inner = make_inner
         self._inner: Backend | None = None
         self.hits = 0
         self.misses = 0
@@ -107,9 +115,7 @@ class CachedBackend(Backend):
     @property
     def inner(self) -> Backend:
         if self._inner is None:
-            from fbenv.llm.registry import get_backend
-
-            self._inner = get_backend(self.inner_spec, cache="off")
+            self._inner = self._make_inner()
         return self._inner
 
     @property
@@ -122,7 +128,7 @@ class CachedBackend(Backend):
 
     def chat(self, requests):
         requests = list(requests)
-        keys = [request_key(self.inner_spec, "", r) for r in requests]
+        keys = [request_key(self.inner_spec, r) for r in requests]
         results: list[ChatResult | None] = [None] * len(requests)
         todo: list[int] = []
         for i, (req, key) in enumerate(zip(requests, keys)):
@@ -155,7 +161,5 @@ class CachedBackend(Backend):
     def close(self) -> None:
         self.store.close()  # the wrapped backend is shared: the registry closes it
 
-    def __reduce__(self):
-        from fbenv.llm.registry import get_backend
-
-        return (get_backend, (self.inner_spec, self.mode, self.path))
+    def __reduce__(self):  # the shared cached instance of (spec, mode, path) over there
+        return pickled_as(self.inner_spec, self.mode, self.path)

@@ -8,13 +8,14 @@ shared in a process: N envs naming the same model load it once.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
 from pathlib import Path
 
 from fbenv.errors import InvalidArgumentError, UnknownNameError, check_choice
-from fbenv.llm.base import Backend
+from fbenv.llm.base import Backend, install_rebuild
 from fbenv.llm.cache import CACHE_MODES, CachedBackend, default_cache_dir
 
 BACKEND_KINDS: dict[str, str] = {
@@ -88,9 +89,12 @@ def get_backend(
                 backend = build_backend(spec)
             else:
                 check_choice("LLM backend kind", spec.partition(":")[0], BACKEND_KINDS)
-                backend = CachedBackend(spec, mode, path)
+                backend = CachedBackend(spec, mode, path, functools.partial(get_backend, spec, cache="off"))
             _shared[key] = backend
         return backend
+
+
+install_rebuild(get_backend)  # pickled backends come back through the shared instances
 
 
 def clear_shared() -> None:
