@@ -272,11 +272,14 @@ class _Episode:
     def add_step(self, turn: _Turn, reward: float, info: dict) -> None:
         turn.reward = float(reward)
         self.turns.append(turn)
-        if "true_utility" in info:
+        if "episode_result" in info:  # an fbenv episode's end: the core's own figures
+            self.true_utility = float(info["episode_result"]["true_utility"])
+            self.success = float(bool(info["episode_result"]["is_success"]))
+        elif "true_utility" in info:  # any other env: add up what it reports
             u = float(info["true_utility"])
             self.true_utility = u if math.isnan(self.true_utility) else self.true_utility + u
-        if "is_success" in info:
-            self.success = float(bool(info["is_success"]))
+            if "is_success" in info:
+                self.success = float(bool(info["is_success"]))
 
     @property
     def reward(self) -> float:

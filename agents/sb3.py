@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import fbenv
+from fbenv.episodes import EpisodeResult, EpisodeTally
 from fbenv.errors import InvalidArgumentError, MissingExtraError, check_type
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EnvFactory", "EpisodeTrueUtility", "EvalResult", "evaluate", "make_vec_env"]
 
-# Per-step bookkeeping that is not an episode outcome; left out of EvalResult.outcomes.
-_NOT_OUTCOMES = frozenset({"true_utility", "is_success", "episode_true_utility", "turn"})
 
 
 def _import_sb3():
@@ -63,18 +62,18 @@ class EpisodeTrueUtility(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self._total = 0.0
+        self._tally = EpisodeTally()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self._total = 0.0
-        info["episode_true_utility"] = self._total
+        self._tally = EpisodeTally(seed)
+        info["episode_true_utility"] = 0.0
         return obs, info
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._total += float(info.get("true_utility", 0.0))
-        info["episode_true_utility"] = self._total
+        self._tally.add(reward, terminated, truncated, info)  # the core's episode arithmetic
+        info["episode_true_utility"] = self._tally.true_utility
         return obs, reward, terminated, truncated, info
 
 
@@ -139,7 +138,7 @@ def make_vec_env(
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Means over the evaluation episodes; ``outcomes`` holds the env's own end-of-episode scalars."""
+    """Means over the evaluation episodes; ``outcomes``: the task's own (``TaskSpec.outcomes``) and ``regret``."""
 
     n_episodes: int
     mean_reward: float
@@ -194,19 +193,21 @@ def evaluate(
     try:
         for k in range(n_episodes):
             obs, info = env.reset(seed=seed + k)
-            total, done, steps = 0.0, False, 0
+            done, steps = False, 0
             while not done:
                 obs, reward, terminated, truncated, info = env.step(act(obs))
-                total += float(reward)
                 done = terminated or truncated
                 steps += 1
                 if steps >= max_steps and not done:
                     raise InvalidArgumentError(f"evaluate: episode {k} still running after max_steps={max_steps}")
-            rewards.append(total)
-            utilities.append(info["episode_true_utility"])
-            successes.append(float(bool(info.get("is_success", False))))
-            for key, value in info.items():
-                if key not in _NOT_OUTCOMES and isinstance(value, (bool, np.bool_, numbers.Real)):
+            result = EpisodeResult.from_info(info["episode_result"])
+            rewards.append(result.reward)
+            utilities.append(result.true_utility)
+            successes.append(float(result.is_success))
+            # the task's own outcomes, as its TaskSpec names them, and the regret where it is known
+            named = {**result.outcomes, **({} if result.regret is None else {"regret": result.regret})}
+            for key, value in named.items():
+                if isinstance(value, (bool, np.bool_, numbers.Real)):
                     outcomes.setdefault(key, []).append(float(value))
     finally:
         env.close()

@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import fbenv
+from fbenv.episodes import EpisodeResult
 from fbenv.errors import InvalidArgumentError, MissingExtraError, check_type
 from fbenv.registry import require_interface
 
@@ -71,8 +72,6 @@ SYSTEM_PROMPT = (
 )
 ENDED_NOTE = "[The conversation is over.]"
 _SCALARS = (str, int, float, bool, type(None))
-# Per-step bookkeeping in infos that is not an episode outcome; left out of the logged metrics.
-_NOT_OUTCOMES = frozenset({"true_utility", "is_success", "turn"})
 
 
 class _EnvironmentClassType(type):
@@ -188,8 +187,17 @@ class FeedbackEnvironment(metaclass=_EnvironmentClassType):
         return self._infos[-1] if self._infos else {}
 
     @property
+    def episode_result(self) -> "EpisodeResult | None":
+        """The core's record of the finished episode (None while it runs)."""
+        result = self.info.get("episode_result") if self._done else None
+        return None if result is None else EpisodeResult.from_info(result)
+
+    @property
     def true_utility(self) -> float:
-        """The hidden objective summed over the episode (``info["true_utility"]`` of every step)."""
+        """The hidden objective summed over the episode so far (the episode result's, once it ended)."""
+        result = self.episode_result
+        if result is not None:
+            return result.true_utility
         return float(sum(float(i.get("true_utility", 0.0)) for i in self._infos[1:]))
 
     @property
@@ -338,8 +346,8 @@ def episode_metrics(*, environments: list[Any] | None = None, log_metric: Any = 
     Pass it in ``reward_funcs``: it returns ``None`` for every rollout (TRL ignores
     ``None`` rewards; its own ``rewards/episode_metrics`` column reads NaN) and logs,
     through TRL's ``log_metric``: ``env/true_utility`` and ``env/finished`` over all
-    rollouts, and every numeric or boolean end-of-episode info value (``is_success``,
-    ``deceived``...) over finished ones. Per rollout, ``true_utility`` and ``seed`` go to
+    rollouts, and ``is_success`` and the task's outcomes (``TaskSpec.outcomes``: ``deceived``...)
+    over finished ones, from each episode's ``info["episode_result"]``. Per rollout, ``true_utility`` and ``seed`` go to
     the completions table. TRL passes every dataset column too; they are not used.
     """
     if not environments:
@@ -351,13 +359,13 @@ def episode_metrics(*, environments: list[Any] | None = None, log_metric: Any = 
         log_metric("env/true_utility", float(np.mean([e.true_utility for e in envs])))
         log_metric("env/finished", float(np.mean([e.done for e in envs])))
         log_metric("env/replies", float(np.mean([len(e.replies) for e in envs])))
-        finished = [e.info for e in envs if e.done]
-        keys = sorted({k for i in finished for k, v in i.items()
-                       if k not in _NOT_OUTCOMES and isinstance(v, (bool, np.bool_, numbers.Real))})
+        finished = [e.episode_result for e in envs if e.episode_result is not None]
         if finished:
-            log_metric("env/is_success", float(np.mean([bool(i.get("is_success", False)) for i in finished])))
+            log_metric("env/is_success", float(np.mean([r.is_success for r in finished])))
+        # the task's own outcomes, as its TaskSpec names them
+        keys = sorted({k for r in finished for k, v in r.outcomes.items() if isinstance(v, (bool, np.bool_, numbers.Real))})
         for k in keys:
-            values = [float(i[k]) for i in finished if isinstance(i.get(k), (bool, np.bool_, numbers.Real))]
+            values = [float(r.outcomes[k]) for r in finished if isinstance(r.outcomes.get(k), (bool, np.bool_, numbers.Real))]
             log_metric(f"env/{k}", float(np.mean(values)))
     if log_extra is not None:
         log_extra("true_utility", [e.true_utility if isinstance(e, FeedbackEnvironment) else None for e in environments])

@@ -74,7 +74,8 @@ def run(agent: Agent, env, episodes: int, seed: int) -> dict[str, np.ndarray]:
             done = terminated or truncated
             action = COMPARE_ACTION  # follow-up questions get the truthful comparison
         agent.update(Transition(obs, arm, total, last_obs, True, False, info))
-        arms[t], rewards[t], utilities[t], deceived[t] = arm, total, info["true_utility"], info["deceived"]
+        result = info["episode_result"]  # the episode's figures, summed by the env
+        arms[t], rewards[t], utilities[t], deceived[t] = arm, total, result["true_utility"], result["outcomes"]["deceived"]
     return {"arm": arms, "reward": rewards, "utility": utilities, "deceived": deceived}
 
 

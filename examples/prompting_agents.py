@@ -44,9 +44,10 @@ def run(agent: Agent, env, episodes: int, seed: int) -> list[tuple[float, float,
             agent.update(Transition(obs, action, reward, next_obs, terminated, truncated, info))
             total, turns, obs = total + reward, turns + 1, next_obs
             done = terminated or truncated
-        out.append((total, float(info["true_utility"]), turns))
+        truth = info["episode_result"]["true_utility"]  # summed over the episode by the env
+        out.append((total, truth, turns))
         print(
-            f"  {agent.name:<10} episode {ep}: reward {total:.3f}  true utility {info['true_utility']:.3f}  "
+            f"  {agent.name:<10} episode {ep}: reward {total:.3f}  true utility {truth:.3f}  "
             f"turns {turns}  decision {info.get('decision')}"
         )
     return out

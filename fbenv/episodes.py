@@ -43,6 +43,7 @@ class EpisodeResult:
     fallbacks: int = 0  # LLM replies the rule version stood in for
     parse_failures: int = 0  # LLM replies that could not be read (after retries)
     outcomes: Mapping[str, Any] = field(default_factory=dict)
+    regret: float | None = None  # best achievable minus utility at the last step, where the task knows the best
 
     @property
     def gap(self) -> float:
@@ -54,7 +55,7 @@ class EpisodeResult:
             "seed": self.seed, "reward": self.reward, "true_utility": self.true_utility,
             "is_success": self.is_success, "turns": self.turns, "terminated": self.terminated,
             "truncated": self.truncated, "feedback_error": self.feedback_error, "fallbacks": self.fallbacks,
-            "parse_failures": self.parse_failures, "outcomes": dict(self.outcomes),
+            "parse_failures": self.parse_failures, "outcomes": dict(self.outcomes), "regret": self.regret,
         }
 
     @classmethod
@@ -94,6 +95,7 @@ class EpisodeTally:
             feedback_error=info.get(keys.FEEDBACK_ERROR), fallbacks=self.fallbacks,
             parse_failures=self.parse_failures,
             outcomes={k: info[k] for k in self.outcome_keys if k in info},
+            regret=None if info.get(keys.REGRET) is None else float(info[keys.REGRET]),
         )
 
 

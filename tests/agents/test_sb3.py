@@ -159,3 +159,13 @@ def test_errors_are_typed():
         evaluate("random", ADVISOR, n_episodes=0)
     with pytest.raises(UnknownNameError, match="feedback_timing"):
         evaluate("random", ADVISOR, n_episodes=1, feedback_timing="later")
+
+
+def test_evaluate_reads_the_episode_result_not_every_number_in_info():
+
+    got = evaluate(lambda obs: 16, ADVISOR, n_episodes=6, seed=3)
+    env = fbenv.make(ADVISOR, interface="discrete")
+    runs = [fbenv.run_episode(env, lambda obs, info: 16, seed=3 + k) for k in range(6)]
+    assert got.mean_true_utility == pytest.approx(np.mean([r.true_utility for r in runs]))
+    assert got.mean_reward == pytest.approx(np.mean([r.reward for r in runs]))
+    assert set(got.outcomes) == {"deceived", "misstatements", "omissions", "regret"}  # no "turn", no "invalid_action"
