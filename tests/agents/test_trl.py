@@ -208,7 +208,13 @@ def test_episode_metrics_logs_and_adds_no_reward():
     assert logged["env/finished"] == pytest.approx(np.mean([e.done for e in envs]))
     finished = [e for e in envs if e.done]
     assert logged["env/deceived"] == pytest.approx(np.mean([e.info["deceived"] for e in finished]))
-    assert "env/turn" not in logged
+    assert "env/turn" not in logged and "env/invalid_action" not in logged and "env/regret" not in logged
+    assert {k for k in logged if k.startswith("env/")} == {
+        "env/true_utility", "env/finished", "env/replies", "env/is_success", "env/deceived", "env/misstatements", "env/omissions"}
+    for e in finished:  # the core's episode figures
+        again = fbenv.run_episode(fbenv.make(ADVISOR, feedback_timing="hindsight"),
+                                  (lambda replies: lambda obs, info: replies.pop(0))(list(e.replies)), seed=e.seed)
+        assert e.true_utility == again.true_utility and e.episode_result == again
     assert extra == {"true_utility": [e.true_utility for e in envs], "seed": [0, 0, 1]}
     with pytest.raises(InvalidArgumentError, match="environments"):
         episode_metrics(prompts=[], completions=[])
