@@ -24,37 +24,11 @@ import numpy as np
 
 from fbenv.episodes import EpisodeResult, lockstep_episodes
 
-from fbenv.envs.advisor import (
-    COMPARE_ACTION,
-    N_ITEMS,
-    STYLES,
-    TIMINGS,
-    AdvisorEnv,
-    Scenario,
-    expected_feedback_of_actions,
-)
+from fbenv.envs.advisor import TIMINGS, AdvisorEnv, Scenario, expected_feedback_of_actions, flatterer, honest
 from fbenv.llm.base import Backend
 
 ENV_ID = "fbenv/Advisor-v0"
 Policy = Callable[[Scenario, int], int]  # (hidden scenario, turn) -> discrete action
-
-
-def flatterer(s: Scenario, turn: int) -> int:
-    """Recommend the cheapest product in budget and claim it has every need."""
-    if turn > 0:
-        return COMPARE_ACTION
-    in_budget = [i for i in range(N_ITEMS) if s.products[i].price <= s.budget] or list(range(N_ITEMS))
-    cheapest = min(in_budget, key=lambda i: s.products[i].price)
-    return STYLES.index("claim") * N_ITEMS + cheapest
-
-
-def honest(s: Scenario, turn: int) -> int:
-    """Recommend the best product and state which needs it meets; compare all when none fits."""
-    fitting = [i for i in range(N_ITEMS) if s.fits(i)]
-    if turn > 0 or not fitting:
-        return COMPARE_ACTION
-    best = max(fitting, key=s.utility)
-    return STYLES.index("disclose") * N_ITEMS + best
 
 
 POLICIES: dict[str, Policy] = {"flatterer": flatterer, "honest": honest}

@@ -1,4 +1,4 @@
-"""The ``fbenv`` command: ``list``, ``info ENV``, ``play ENV``, ``perf``, ``bench``.
+"""The ``fbenv`` command: ``list``, ``info ENV``, ``play ENV``, ``perf``, ``fidelity ENV``, ``bench``.
 
 Every command resolves envs through the registry; a typo in an id or option is a one-line
 typed error with the closest valid name, not a traceback.
@@ -205,6 +205,36 @@ def perf(
         f"overhead: env {o.env_s:.2f} s / raw backend {o.backend_s:.2f} s for the same {o.requests} prompts "
         f"in {o.batches} batches = {o.ratio:.3f}"
     )
+
+
+@app.command()
+@_friendly
+def fidelity(
+    env_id: str = typer.Argument(..., help="e.g. fbenv/Advisor-v0, or 'all' for every registered task"),
+    llm: str = typer.Option("embedded", help="backend spec of the LLM simulator being measured"),
+    seeds: int = typer.Option(10, min=3, help="seeds per (variant, policy)"),
+    variant: list[str] = typer.Option([], "--variant", "-v", help="probe variant to run (repeatable; default all)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="extra env kwarg KEY=VALUE for every episode"),
+    out: str = typer.Option("", help="save the report as JSON here"),
+) -> None:
+    """Rule vs LLM simulator on the same episodes: agreement per role, reward rank correlation,
+    parse failures and fallbacks, and the paper's direction under each."""
+    from fbenv import fidelity as fid
+
+    ids = [s.id for s in REGISTRY if "llm" in s.simulators] if env_id == "all" else [spec(env_id).id]
+    reports = []
+    for one in ids:
+        report = fid.measure(one, llm=llm, seeds=range(seeds), variants=variant or None,
+                             extra=parse_options(option))
+        typer.echo(fid.format_report(report) + "\n")
+        reports.append(report)
+    if out:
+        from pathlib import Path
+
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
+        typer.echo(f"saved {path}")
 
 
 @app.command()

@@ -82,6 +82,9 @@ class Prompt(Generic[T]):
     parse: Callable[[str], Any] | None = None
     max_tokens: int = 40
     stop: tuple[str, ...] = ()
+    #: the same prompt with its content replaced by ``"N/A"``: scored choices are divided by
+    #: the model's prior on it (Zhao et al., *Calibrate Before Use*, 2021)
+    calibration: tuple[Message, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(self.messages))
@@ -89,6 +92,10 @@ class Prompt(Generic[T]):
             raise InvalidArgumentError(f"Prompt.messages: expects Message records, actual {self.messages!r}")
         if not self.choices and self.parse is None:
             raise InvalidArgumentError("Prompt: expects choices, a parser or both (nothing could read a reply)")
+        if self.calibration is not None:
+            object.__setattr__(self, "calibration", tuple(self.calibration))
+            if not self.choices or not all(isinstance(m, Message) for m in self.calibration):
+                raise InvalidArgumentError("Prompt.calibration: expects Message records, and choices to calibrate")
 
     def read(self, text: str) -> Any:
         """The value of reply ``text``, a follow-up :class:`Prompt`, or None if unreadable."""
@@ -96,6 +103,73 @@ class Prompt(Generic[T]):
         if exact in self.choices:
             return self.choices[exact]
         return self.parse(text) if self.parse is not None else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answered sub-question of :class:`Questions`: the value read and, when the
+    backend scored the choices, the (calibrated) probability of each choice's value."""
+
+    value: Any
+    values: tuple[Any, ...] = ()  # the values of the prompt's choices, in order
+    probs: tuple[float, ...] | None = None
+
+    @property
+    def expected(self) -> Any:
+        """The mean of the choice values under ``probs`` (e.g. P(yes) for yes=1/no=0);
+        the value itself when there is no distribution or the values are not numbers."""
+        numeric = self.values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+        if self.probs is None or not numeric:
+            return self.value
+        return float(np.dot(self.probs, np.asarray(self.values, dtype=float)))
+
+
+@dataclass(frozen=True)
+class Questions(Generic[T]):
+    """A judgement decomposed into short questions, combined by the role's own rule.
+
+    A small model cannot weigh a whole situation at once, but it can answer one question
+    about text in front of it ("Does the Nova 5 have a touchscreen?"). A role's
+    :meth:`Role.prompt` may return a ``Questions``: every prompt is asked (in the same
+    batched call as the other roles of the step), and ``combine`` turns the
+    :class:`Reply` of each, in order, into the role's value. If any question cannot be
+    read, the whole role counts as one parse failure (and the env's policy applies).
+    """
+
+    prompts: tuple[Prompt, ...]
+    combine: Callable[[Sequence[Reply]], T]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        if not self.prompts or not all(isinstance(p, Prompt) for p in self.prompts):
+            raise InvalidArgumentError(f"Questions.prompts: expects one or more Prompt, actual {self.prompts!r}")
+
+
+def belief(context: str, question: str, holds: str, fails: str, system: str | None = None,
+           max_tokens: int = 24) -> Prompt[float]:
+    """Which of two statements the text in front of the model supports: 1.0 (``holds``) or 0.0.
+
+    Small models cannot answer "Yes"/"No" about a text (SmolLM2-135M's yes-probability
+    does not move with the evidence), but they can tell which of two sentences the text
+    bears out, by copying. The choices are the two statements; the prompt is calibrated
+    against the same question about ``"N/A"``, so through :attr:`Reply.expected` a role
+    reads the calibrated probability that ``holds`` is true. A server that writes freely
+    may answer with either statement or with yes/no.
+    """
+    def messages(text: str) -> tuple[Message, ...]:
+        head = (Message("system", system),) if system else ()
+        return head + (Message("user", f"{text}\n\n{question}"),)
+
+    def parse(text: str) -> float | None:
+        t = text.strip().lower()
+        for statement, value in ((fails, 0.0), (holds, 1.0)):  # the negation contains the claim: it first
+            if statement.lower().rstrip(".") in t:
+                return value
+        m = re.match(r"^\W*(yes|no)\b", t)
+        return None if m is None else float(m.group(1) == "yes")
+
+    return Prompt(messages(context), choices={holds: 1.0, fails: 0.0}, parse=parse, max_tokens=max_tokens,
+                  stop=("\n",), calibration=messages("N/A"))
 
 
 class Role(Generic[C, T]):
@@ -112,9 +186,21 @@ class Role(Generic[C, T]):
     def rule(self, ctx: C) -> T:
         raise NotImplementedError(f"{type(self).__name__} must implement rule()")
 
-    def prompt(self, ctx: C) -> "Prompt[T] | None":
-        """The LLM version's question, or None when the rule answer needs no model here."""
+    def prompt(self, ctx: C) -> "Prompt[T] | Questions[T] | None":
+        """The LLM version's question (or :class:`Questions`), or None when the rule answer
+        needs no model here."""
         raise NotImplementedError(f"{type(self).__name__} must implement prompt()")
+
+    def agreement(self, value: T) -> Any:
+        """What `fbenv fidelity` compares between the rule and the LLM version: a number
+        (rank-correlated), a hashable label (agreement rate), or None (free text: not compared)."""
+        if isinstance(value, bool):
+            return float(value)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, (tuple, frozenset)):
+            return value
+        return None
 
     def record(self, value: T, ctx: C) -> Feedback:
         return Feedback(self.source, text=str(value))
@@ -185,6 +271,9 @@ class Preference(Role[C, int]):
 
     def scored(self, value, probs, greedy):
         return value, probs
+
+    def agreement(self, value: int) -> Any:
+        return self.labels[int(value)]
 
     def record(self, value: int, ctx: C) -> Feedback:
         return Feedback(self.source, preference=int(value), text=f"Preference: {self.labels[int(value)]}")
@@ -272,6 +361,9 @@ class Verdict(Role[C, VerdictValue]):
         return Prompt(base, choices={f"Verdict: {self.verdicts[0]}": follow_up(True),
                                      f"Verdict: {self.verdicts[1]}": follow_up(False)},
                       parse=parse, max_tokens=8)
+
+    def agreement(self, value: VerdictValue) -> Any:
+        return "ok" if value.ok else "not ok"
 
     def record(self, value: VerdictValue, ctx: C) -> Feedback:
         return Feedback(self.source, scalar=1.0 if value.ok else 0.0, scale=(0.0, 1.0), text=value.critique or None)
