@@ -651,15 +651,22 @@ class AdvisorEnv(FeedbackEnv):
             if story:
                 context = f"{story}\n\n{context}"
         elif self.llm_prompting == "focused":
-            said = self._sentences_about(item)
+            said = self._sentences_about(item, f)
             context = "The shop assistant said: " + (" ".join(said) if said else "nothing about it.")
         else:
             context = "Conversation:\n" + self.transcript.render(self.names, seat="customer")
-        return belief(context, f"So, does the {p.name} have {feature}?",
+        return belief(context, f"What did you learn about the {p.name}'s {feature}?",
                       holds=f"The {p.name} has {feature}.", fails=f"The {p.name} does not have {feature}.")
 
-    def _sentences_about(self, item: int) -> list[str]:
-        """The assistant's sentences that name product ``item`` (or refer back to it with "it")."""
+    def _sentences_about(self, item: int, feature: int | None = None) -> list[str]:
+        """The assistant's sentences that name product ``item`` (or refer back to it with "it"),
+        with its letter written as its name, so the claim reads the way the question asks.
+
+        With ``feature``: one claim at a time. Sentences about other features only are left
+        out, and a list ("X and Y") is cut down to ``feature``."""
+        s = self.scenario
+        p = s.products[item]
+        others = [re.escape(n) for g, n in enumerate(s.feature_names) if g != feature]
         out: list[str] = []
         for turn in self.transcript.turns:
             if turn.speaker != self.learner:
@@ -674,8 +681,17 @@ class AdvisorEnv(FeedbackEnv):
                     last = items[-1]
                 elif last is not None and re.search(r"\b(it|its)\b", sentence, re.I):
                     items = (last,)
+                if item in items and feature is not None:
+                    named = [g for g, n in enumerate(s.feature_names) if n.lower() in sentence.lower()]
+                    if named and feature not in named:
+                        continue
+                    if named:
+                        alt = "|".join(others)
+                        sentence = re.sub(rf"(?:{alt})\s+(?:and|or)\s+|\s+(?:and|or)\s+(?:{alt})", "", sentence, flags=re.I)
                 if item in items:
-                    out.append(sentence)
+                    sentence = re.sub(rf"\s*\({p.label}\)", "", sentence)
+                    sentence = re.sub(rf"^{p.label}(?![\w'])", f"The {p.name}", sentence)
+                    out.append(re.sub(rf"(?<![\w'$]){p.label}(?![\w'])", f"the {p.name}", sentence))
         return out
 
     def _parse_question(self, text: str) -> Decision | None:
