@@ -8,6 +8,10 @@
   Spearman rank correlation and a mean absolute difference; labelled answers (decisions,
   preferences, verdicts) an agreement rate; free text is not compared. The LLM version's
   parse-failure rate comes with it.
+- **the floor**: both again with a simulator that reads nothing (``choosing:blind``: every
+  scored choice equally likely). A decomposed role combines its answers by the rule's own
+  formula, so part of its agreement comes from that formula alone (a price, a budget);
+  the floor says how much, and the LLM's figure means something only above it.
 - **end to end**: the same (seed, scripted policy) episodes run once under the rule
   simulator and once under the LLM simulator. The Spearman correlation of their episode
   rewards is the task's headline agreement; the LLM run's fallbacks and parse failures
@@ -25,7 +29,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ from fbenv.registry import TaskSpec, spec
 
 # (env) -> (observation, info) -> action; multi-agent: (env) -> (seat, observation, info) -> action
 PolicyFactory = Callable[[Any], Callable[..., Any]]
+BLIND = "choosing:blind"  # reads nothing: every scored choice equally likely
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class RoleFidelity:
     mean_abs_diff: float | None = None  # numeric answers
     agreement: float | None = None  # labelled answers: share of identical labels
     parse_failure_rate: float = 0.0
+    floor: float | None = None  # the same figure (Spearman or agreement) for a simulator that reads nothing
+
+    @property
+    def score(self) -> float | None:
+        return self.spearman if self.kind == "numeric" else self.agreement
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class VariantFidelity:
     direction_rule: float | None = None
     direction_llm: float | None = None
     expected_sign: int = 0
+    reward_spearman_floor: float | None = None  # the same for a simulator that reads nothing
 
     @property
     def direction_holds(self) -> bool | None:
@@ -238,6 +249,13 @@ def _role_fidelity(role: str, pairs: Sequence[Any]) -> RoleFidelity:
     return RoleFidelity(role, len(pairs), "label", agreement=agree, parse_failure_rate=failure)
 
 
+def _roles(pairs: Sequence[Any]) -> list[RoleFidelity]:
+    by_role: dict[str, list[Any]] = {}
+    for pair in pairs:
+        by_role.setdefault(pair.role, []).append(pair)
+    return [_role_fidelity(r, ps) for r, ps in by_role.items()]
+
+
 def measure(
     env_id: str,
     llm: "str | Backend" = "embedded",
@@ -265,8 +283,8 @@ def measure(
         kwargs = {**probe.variants[name], **(extra or {})}
         cells = [(policy, seed) for policy in probe.policies for seed in seeds]
 
-        def batch(simulator: str, shadow: bool) -> tuple[list[EpisodeResult], list[Any]]:
-            envs = [_make(task_spec, kwargs, simulator, llm, llm_cache) for _ in cells]
+        def batch(simulator: str, shadow: bool, backend: "str | Backend" = llm) -> tuple[list[EpisodeResult], list[Any]]:
+            envs = [_make(task_spec, kwargs, simulator, backend, llm_cache) for _ in cells]
             if shadow:  # the LLM's seeds come from their own generator: the rule episode is untouched
                 for k, e in enumerate(envs):
                     _base(e).sim.shadow(seed=10_007 * cells[k][1] + k)
@@ -279,10 +297,10 @@ def measure(
 
         rule_results, pairs = batch("rule", shadow=True)
         llm_results, _ = batch("llm", shadow=False)
-        by_role: dict[str, list[Any]] = {}
-        for pair in pairs:
-            by_role.setdefault(pair.role, []).append(pair)
-        roles = tuple(_role_fidelity(r, ps) for r, ps in by_role.items())
+        _, blind_pairs = batch("rule", shadow=True, backend=BLIND)
+        blind_results, _ = batch("llm", shadow=False, backend=BLIND)
+        floors = {r.role: r.score for r in _roles(blind_pairs)}
+        roles = tuple(replace(r, floor=floors.get(r.role)) for r in _roles(pairs))
 
         def per_policy(results: Sequence[EpisodeResult]) -> dict[str, list[EpisodeResult]]:
             grouped: dict[str, list[EpisodeResult]] = {}
@@ -303,6 +321,7 @@ def measure(
             direction_rule=None if direction is None else float(direction(name, per_policy(rule_results))),
             direction_llm=None if direction is None else float(direction(name, per_policy(llm_results))),
             expected_sign=int(probe.expected_sign.get(name, 0)),
+            reward_spearman_floor=spearman([r.reward for r in rule_results], [r.reward for r in blind_results]),
         )
         out.append(row)
         if echo is not None:
@@ -317,7 +336,8 @@ def _f(x: float | None, fmt: str = "+.2f") -> str:
 
 def format_variant(v: VariantFidelity) -> str:
     lines = [
-        f"[{v.variant}] {v.episodes} episodes: reward Spearman rule vs LLM {_f(v.reward_spearman)}; "
+        f"[{v.variant}] {v.episodes} episodes: reward Spearman rule vs LLM {_f(v.reward_spearman)} "
+        f"(floor {_f(v.reward_spearman_floor)}); "
         f"mean reward rule {v.rule_reward:.3f}, LLM {v.llm_reward:.3f}; LLM fallbacks/episode {v.llm_fallbacks:.2f}, "
         f"parse failures/episode {v.llm_parse_failures:.2f}, truncated {v.llm_truncated:.2f}"
     ]
@@ -333,7 +353,8 @@ def format_variant(v: VariantFidelity) -> str:
             what = f"agreement {_f(r.agreement, '.2f')}"
         else:
             what = "free text (not compared)"
-        lines.append(f"  role {r.role:<12} {r.calls:>4} calls: {what}; parse failures {r.parse_failure_rate:.2f}")
+        floor = "" if r.kind == "text" else f" (floor {_f(r.floor)})"
+        lines.append(f"  role {r.role:<12} {r.calls:>4} calls: {what}{floor}; parse failures {r.parse_failure_rate:.2f}")
     return "\n".join(lines)
 
 

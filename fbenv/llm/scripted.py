@@ -74,13 +74,15 @@ class ChoosingBackend(Backend):
     A request with ``choices`` is answered with one of them, and every choice gets a
     log-probability (the chosen one 0.6 of the mass, the rest shared), like the local
     transformers backends; ``pick="first"`` always takes the first choice, ``"hash"``
-    (default) picks by a hash of the messages and seed, so episodes vary but repeat. A
+    (default) picks by a hash of the messages and seed, so episodes vary but repeat, and
+    ``"blind"`` gives every choice the same probability (a simulator that reads nothing:
+    the floor `fbenv fidelity` measures an LLM against). A
     request without choices gets ``default``. The registry-generated tests drive every
     task's LLM path with it and require zero parse failures and zero fallbacks.
     """
 
     def __init__(self, pick: str = "hash", default: str = "It went well, and I noticed what mattered."):
-        self.pick = check_choice("ChoosingBackend.pick", pick or "hash", ("first", "hash"))
+        self.pick = check_choice("ChoosingBackend.pick", pick or "hash", ("first", "hash", "blind"))
         self.default = default
         self.spec = f"choosing:{self.pick}"
         self.model = "choosing"
@@ -101,6 +103,11 @@ class ChoosingBackend(Backend):
             prompt_tokens = sum(len(m.content.split()) for m in req.messages)
             if not choices:
                 out.append(ChatResult(self.default, prompt_tokens, len(self.default.split())))
+                continue
+            n = len(choices)
+            if self.pick == "blind":
+                out.append(ChatResult(choices[0], prompt_tokens, len(choices[0].split()),
+                                      choice_logprobs=tuple([-math.log(n)] * n)))
                 continue
             if self.pick == "first":
                 i = 0
