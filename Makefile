@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fbenv bench
+	$(VENV)/bin/fbenv bench fidelity --episodes 10
 
 perf: $(STAMP)
 	$(VENV)/bin/fbenv perf

@@ -6,4 +6,5 @@ Each function takes ``(episodes, llm, skip_llm, out, echo)``, prints its tables 
 
 SUITES: dict[str, str] = {
     "rlhs": "fbenv.baselines.rlhs:bench",  # Advisor: feedback reward vs true utility per feedback timing
+    "fidelity": "fbenv.baselines.fidelity:bench",  # every task: rule vs LLM simulator on the same episodes
 }

@@ -51,16 +51,20 @@ class EpisodeResult:
         return self.reward - self.true_utility
 
     def as_info(self) -> dict[str, Any]:
-        return {
+        """The info dict; unknown values (no seed, no error, no regret) are left out rather
+        than None, so Gymnasium's vector envs can stack one env's int seed beside another's
+        missing one (they mask absent keys; an int array cannot hold None)."""
+        d = {
             "seed": self.seed, "reward": self.reward, "true_utility": self.true_utility,
             "is_success": self.is_success, "turns": self.turns, "terminated": self.terminated,
             "truncated": self.truncated, "feedback_error": self.feedback_error, "fallbacks": self.fallbacks,
             "parse_failures": self.parse_failures, "outcomes": dict(self.outcomes), "regret": self.regret,
         }
+        return {k: v for k, v in d.items() if v is not None}
 
     @classmethod
     def from_info(cls, d: Mapping[str, Any]) -> "EpisodeResult":
-        return cls(**{**d, "outcomes": dict(d.get("outcomes", {}))})
+        return cls(**{"seed": None, **d, "outcomes": dict(d.get("outcomes", {}))})
 
 
 class EpisodeTally:

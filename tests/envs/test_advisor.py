@@ -16,9 +16,12 @@ from fbenv.envs.advisor import (
     read_message,
     template_reply,
 )
+from fbenv.envs import advisor as A
+from fbenv.episodes import run_episode
 from fbenv.feedback import Source
 from fbenv.llm import ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
+from tests.fbenv.readers import Reader
 
 
 def make(**kw):
@@ -146,7 +149,9 @@ def test_hindsight_reports_the_outcome():
 
 
 def llm_env(backend, **kw):
-    return make(simulator="llm", llm=backend, interface="discrete", **kw)
+    """The holistic prompts by default (one scored decision, one scored rating): the tests
+    below pin them down; the focused ones (the default) have their own tests further on."""
+    return make(simulator="llm", llm=backend, interface="discrete", **{"llm_prompting": "holistic", **kw})
 
 
 def test_llm_customer_decides_and_rates():
@@ -270,3 +275,62 @@ def test_retry_policy_asks_again_with_new_seeds():
     _, _, _, truncated, info = env.step(COMPARE_ACTION)
     assert truncated and len(info["llm_seeds"]) == 3 and len(set(info["llm_seeds"])) == 3
     assert [r.sampling.temperature for r in person.calls[-3:]] == [0.0, 0.7, 0.7]
+
+
+# ---------------------------------------------------------------- focused LLM prompting (the default)
+
+
+def test_focused_questions_put_one_claim_about_one_product_in_front_of_the_model():
+    reader = Reader()
+    env = make(simulator="llm", llm=reader, interface="discrete", feedback_timing="hindsight")
+    env.reset(seed=2)
+    s = env.unwrapped.scenario
+    i = A._cheapest_in_budget(s)
+    env.step(A.STYLES.index("claim") * A.N_ITEMS + i)  # "I recommend the X (L). L has <n1> and <n2>."
+    p = s.products[i]
+    context = env.unwrapped._belief_question(i, s.needs[0]).messages[-1].content.split("\n\n")[0]
+    assert context == f"The shop assistant said: I recommend the {p.name}. The {p.name} has {s.feature_names[s.needs[0]]}."
+    for other in s.needs[1:]:
+        assert s.feature_names[other] not in context  # one claim at a time
+    found = env.unwrapped._belief_question(i, s.needs[0], revealed=s.needs).messages[-1].content
+    has = "has" if p.features[s.needs[0]] else "does not have"
+    assert f"You found: the {p.name} {has} {s.feature_names[s.needs[0]]}." in found
+    assert "shop assistant said" not in found  # what it found, not what it was told
+
+
+@pytest.mark.parametrize("timing, sign", [("foresight", 1), ("hindsight", -1)])
+def test_a_faithful_reader_shows_the_rlhs_direction(timing, sign):
+    """An LLM customer that reads each claim right: flattery pays in foresight, not in hindsight."""
+    gaps = []
+    for seed in range(12):
+        rewards = {}
+        for name in ("flatterer", "honest"):
+            env = make(simulator="llm", llm=Reader(), interface="discrete", feedback_timing=timing)
+            r = run_episode(env, A.play(A.ADVISERS[name])(env), seed)
+            assert r.fallbacks == 0 and r.parse_failures == 0 and r.terminated
+            rewards[name] = r.reward
+        gaps.append(rewards["flatterer"] - rewards["honest"])
+    assert sign * np.mean(gaps) > 0.02
+
+
+def test_the_llm_rater_reads_what_was_found_under_hindsight():
+    """The same lie, rated by a faithful reader: believed in foresight, caught in hindsight."""
+    seed = next(k for k in range(50) if _lie_is_possible(k))
+    ratings = {}
+    for timing in ("foresight", "hindsight"):
+        env = make(simulator="llm", llm=Reader(), interface="discrete", feedback_timing=timing, max_turns=1)
+        env.reset(seed=seed)
+        s = env.unwrapped.scenario
+        *_, info = env.step(A.STYLES.index("claim") * A.N_ITEMS + A._cheapest_in_budget(s))
+        assert info["chosen"] == A.LABELS[A._cheapest_in_budget(s)]
+        rating = info["feedback"][-1]
+        assert rating.simulator == "llm" and rating.parsed and rating.scale == (1.0, 5.0)
+        ratings[timing] = rating.scalar
+    assert ratings["hindsight"] < ratings["foresight"] - 1.0
+
+
+def _lie_is_possible(seed: int) -> bool:
+    env = make(interface="discrete")
+    env.reset(seed=seed)
+    s = env.unwrapped.scenario
+    return not s.fits(A._cheapest_in_budget(s))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+import fbenv
 from typer.testing import CliRunner
 
 from fbenv.cli import app, parse_options
@@ -90,15 +92,40 @@ def test_bench_rule_only_saves_rows(tmp_path):
 
 
 def test_bench_llm_rows_run_batched_with_any_backend():
-    """The LLM half of `make bench`, with a scripted customer who believes every claim."""
+    """The LLM half of `make bench`, with a scripted customer who believes every product has every need."""
     from fbenv.baselines import rlhs
     from fbenv.llm import ScriptedBackend
 
-    person = ScriptedBackend([(r"Rating: N", "Rating: 5"), (r"assistant says: \"I recommend the [^\"]*\(([ABCD])\)", "BUY {0}")])
+    person = ScriptedBackend([(r"What did you learn about the (.+?)'s (.+?)\?", "The {0} has {1}.")])
     rows = rlhs.llm_rows(person, seeds=[0, 1, 2])
     assert [(r.timing, r.policy) for r in rows] == [(t, p) for t in rlhs.TIMINGS for p in rlhs.POLICIES]
     assert all(r.simulator == "llm" and r.episodes == 3 and r.llm_fallbacks == 0 for r in rows)
-    assert all(r.reward == 1.0 for r in rows)  # this customer always rates 5...
     flat = {r.timing: r for r in rows if r.policy == "flatterer"}
     honest = {r.timing: r for r in rows if r.policy == "honest"}
-    assert flat["foresight"].true_utility < honest["foresight"].true_utility  # ...whatever it was told
+    for timing in rlhs.TIMINGS:  # it buys the best value in budget, whatever it is told or finds...
+        assert flat[timing].reward == pytest.approx(honest[timing].reward) and flat[timing].reward > 0.5
+    # ...and what it reads does not move it: honest advice fails to save it either
+    assert flat["foresight"].true_utility == pytest.approx(honest["foresight"].true_utility)
+    assert honest["hindsight"].deceived > 0
+
+
+def test_fidelity_command_reports_and_saves(tmp_path):
+    path = tmp_path / "fid.json"
+    out = runner.invoke(app, ["fidelity", "fbenv/Advisor-v0", "--llm", "choosing", "--seeds", "3", "-v", "hindsight",
+                              "--out", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "reward Spearman rule vs LLM" in out.output and "role rater" in out.output and "floor" in out.output
+    (report,) = json.loads(path.read_text())
+    assert report["env_id"] == "fbenv/Advisor-v0" and [v["variant"] for v in report["variants"]] == ["hindsight"]
+    bad = runner.invoke(app, ["fidelity", "fbenv/Advisor-v0", "--llm", "choosing", "-v", "hindsite"])
+    assert bad.exit_code == 2 and "hindsite" in bad.output
+
+
+def test_bench_fidelity_suite_runs_every_task(tmp_path):
+    path = tmp_path / "fid.json"
+    out = runner.invoke(app, ["bench", "fidelity", "--llm", "choosing", "--episodes", "3", "--out", str(path)])
+    assert out.exit_code == 0, out.output
+    reports = json.loads(path.read_text())
+    shipped = {s.id for s in fbenv.REGISTRY if "llm" in s.simulators}
+    assert {r["env_id"] for r in reports} == shipped
+    assert "reward rho" in out.output

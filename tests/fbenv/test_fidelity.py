@@ -19,43 +19,7 @@ from fbenv.options import Options
 from fbenv.registry import REGISTRY
 from fbenv.roles import Prompt, Questions, Reply, Role, belief
 from fbenv.sim import Simulation, calibrated
-
-
-class Reader(Backend):
-    """A faithful reader of belief questions: picks the statement the text bears out.
-
-    Two-statement requests ("The X has Y." / "The X does not have Y.") get the negation
-    when the text says it, the claim when the text says that, and an even split otherwise
-    (the content-free prompt included). Any other choice request gets its first choice.
-    """
-
-    spec = model = "reader"
-
-    def __init__(self):
-        self.batches: list[int] = []
-
-    def _generate(self, requests):
-        self.batches.append(len(requests))
-        out = []
-        for req in requests:
-            choices = req.sampling.choices
-            text = req.messages[-1].content.split("\n\n")
-            context = " ".join(text[:-1]).lower()
-            probs = np.full(len(choices), 1.0 / max(len(choices), 1))
-            if len(choices) == 2 and "does not have" in choices[1]:
-                feature = choices[0].lower().rstrip(".").split(" has ", 1)[1]
-                claim, negation = f"has {feature}", f"does not have {feature}"
-                if negation in context:
-                    probs = np.array([0.1, 0.9])
-                elif claim in context:
-                    probs = np.array([0.9, 0.1])
-            elif choices:
-                probs = np.array([1.0] + [1e-6] * (len(choices) - 1))
-                probs /= probs.sum()
-            pick = int(np.argmax(probs)) if choices else 0
-            out.append(ChatResult(choices[pick] if choices else "It went fine.",
-                                  choice_logprobs=tuple(np.log(probs)) if choices else None))
-        return out
+from tests.fbenv.readers import Reader
 
 
 class Biased(Backend):

@@ -84,7 +84,8 @@ def test_options_are_validated_at_make():
 
 def test_per_role_simulator_puts_an_llm_rater_over_a_rule_customer():
     person = ChoosingBackend(pick="first")
-    env = fbenv.make("fbenv/Advisor-v0", interface="discrete", simulator={"rater": "llm"}, llm=person)
+    env = fbenv.make("fbenv/Advisor-v0", interface="discrete", simulator={"rater": "llm"}, llm=person,
+                     llm_prompting="holistic")  # one scored rating: its distribution is kept
     env.reset(seed=3)
     _, _, terminated, _, info = env.step(16)
     while not terminated:

@@ -267,7 +267,7 @@ def test_advisor_customer_served_over_http_with_seeds_and_batching(monkeypatch):
     with server:
         vec = fbenv.make_vec("fbenv/Advisor-v0", 4, interface="discrete", simulator="llm",
                              llm=f"openai:test-model@{server.url}", llm_cache="off",
-                             feedback_timing="foresight", llm_temperature=0.7)
+                             feedback_timing="foresight", llm_temperature=0.7, llm_prompting="holistic")
         vec.reset(seed=[10, 11, 12, 13])
         _, reward, terminated, _, info = vec.step([16, 16, 16, 16])
         vec.close()

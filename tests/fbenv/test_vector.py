@@ -10,6 +10,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import fbenv
 from fbenv.llm import ScriptedBackend
 from fbenv.vector import BatchedVectorEnv
+from tests.fbenv.readers import Reader
 
 
 class CountingPerson(ScriptedBackend):
@@ -33,10 +34,20 @@ def run(vec, steps: int, seed: int = 0):
     return trace
 
 
+class CountingReader(Reader):
+    """A faithful reader of the focused prompts' belief questions, counting batch sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_sizes = self.batches
+
+
+@pytest.mark.parametrize("prompting", ["holistic", "focused"])
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
-def test_matches_sync_vector_env(mode):
-    kw = dict(interface="discrete", simulator="llm", feedback_timing="hindsight")
-    a_person, b_person = CountingPerson(), CountingPerson()
+def test_matches_sync_vector_env(mode, prompting):
+    kw = dict(interface="discrete", simulator="llm", feedback_timing="hindsight", llm_prompting=prompting)
+    person = CountingPerson if prompting == "holistic" else CountingReader
+    a_person, b_person = person(), person()
     batched = fbenv.make_vec("fbenv/Advisor-v0", 4, autoreset_mode=mode, llm=a_person, **kw)
     sync = SyncVectorEnv([lambda: gym.make("fbenv/Advisor-v0", llm=b_person, **kw)] * 4, autoreset_mode=mode)
     ta, tb = run(batched, 8), run(sync, 8)
@@ -46,7 +57,10 @@ def test_matches_sync_vector_env(mode):
     # same requests, far fewer backend calls
     assert sum(a_person.batch_sizes) == sum(b_person.batch_sizes)
     assert len(a_person.batch_sizes) < len(b_person.batch_sizes) / 2
-    assert max(a_person.batch_sizes) == 4
+    if prompting == "holistic":  # one decision (or rating) per env: a batch is the four envs
+        assert max(a_person.batch_sizes) == 4
+    else:  # every env's belief questions (and their content-free twins) in one batch
+        assert max(a_person.batch_sizes) > 4 * max(b_person.batch_sizes) / 2
 
 
 def test_gym_make_vec_uses_batched_env():
