@@ -17,6 +17,12 @@ policies and books the records. Ready-made roles cover what many tasks need:
 as in G-Eval, with the distribution kept), :class:`Preference` (which of two),
 :class:`Ranking` (an order of k), :class:`Verdict` (a judgement and its critique) and
 :class:`Narration` (any non-empty text).
+
+Small models (the embedded 135M one) cannot weigh a whole situation in one scored
+answer: a role's LLM version may instead return :class:`Questions`, short questions
+about text in front of the model (:func:`belief`: which of two statements the text bears
+out, calibrated against a content-free prompt), combined by the role's own rule. `fbenv
+fidelity` measures how far either kind agrees with the rule version.
 """
 
 from __future__ import annotations

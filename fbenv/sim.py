@@ -246,7 +246,8 @@ class Simulation:
                 temperature=temperature or (RETRY_TEMPERATURE if job.attempt > 1 else 0.0),
             )
             requests.append(ChatRequest(p.messages, sampling))
-            if p.calibration is not None:  # greedy and unseeded: the same prior every time (cacheable)
+            if p.calibration is not None and self.backend.scores_choices:
+                # greedy and unseeded: the same prior every time (cacheable)
                 priors.append((job, len(requests)))
                 requests.append(ChatRequest(p.calibration, Sampling(max_tokens=p.max_tokens, stop=p.stop,
                                                                     choices=tuple(p.choices))))

@@ -166,6 +166,9 @@ class Backend:
 
     spec: str = ""
     model: str = ""
+    #: the backend scores ``Sampling.choices`` (fills ``ChatResult.choice_logprobs``); the
+    #: simulation sends content-free calibration prompts only to such backends
+    scores_choices: bool = False
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         requests = list(requests)

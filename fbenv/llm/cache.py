@@ -100,9 +100,11 @@ class CachedBackend(Backend):
     """
 
     def __init__(
-        self, inner_spec: str, mode: str, path: str | os.PathLike, make_inner: Callable[[], Backend]
+        self, inner_spec: str, mode: str, path: str | os.PathLike, make_inner: Callable[[], Backend],
+        scores_choices: bool = False,
     ):
         self.inner_spec = inner_spec
+        self.scores_choices = scores_choices  # the wrapped kind's, known without loading it
         self.mode = mode
         self.path = str(path)
         self.spec = inner_spec

@@ -37,6 +37,8 @@ def _import_torch_transformers():
 class TransformersBackend(Backend):
     """Any local causal chat model: ``transformers:<path-or-hub-id>``."""
 
+    scores_choices = True
+
     def __init__(self, path: str, dtype: str = "float32", device: str = "cpu", max_batch_size: int = 16):
         if not path:
             raise InvalidArgumentError("transformers backend: expects 'transformers:<path>', actual no path")

@@ -88,8 +88,9 @@ def get_backend(
             if mode == "off":
                 backend = build_backend(spec)
             else:
-                check_choice("LLM backend kind", spec.partition(":")[0], BACKEND_KINDS)
-                backend = CachedBackend(spec, mode, path, functools.partial(get_backend, spec, cache="off"))
+                kind = check_choice("LLM backend kind", spec.partition(":")[0], BACKEND_KINDS)
+                backend = CachedBackend(spec, mode, path, functools.partial(get_backend, spec, cache="off"),
+                                        scores_choices=_load(BACKEND_KINDS[kind]).scores_choices)
             _shared[key] = backend
         return backend
 

@@ -81,6 +81,8 @@ class ChoosingBackend(Backend):
     task's LLM path with it and require zero parse failures and zero fallbacks.
     """
 
+    scores_choices = True
+
     def __init__(self, pick: str = "hash", default: str = "It went well, and I noticed what mattered."):
         self.pick = check_choice("ChoosingBackend.pick", pick or "hash", ("first", "hash", "blind"))
         self.default = default

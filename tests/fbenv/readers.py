@@ -16,6 +16,7 @@ class Reader(Backend):
     """
 
     spec = model = "reader"
+    scores_choices = True
 
     def __init__(self):
         self.batches: list[int] = []

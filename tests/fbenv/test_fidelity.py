@@ -27,6 +27,7 @@ class Biased(Backend):
     whose text contains ``cue`` prefer it 0.8/0.2: only calibration reveals the cue's effect."""
 
     spec = model = "biased"
+    scores_choices = True
 
     def _generate(self, requests):
         out = []
@@ -94,6 +95,15 @@ def test_decomposed_role_asks_every_question_in_one_batch_and_books_one_record()
     assert record.simulator == "llm" and record.parsed and record.fallback is None
     assert len(sim.ledger.seeds) == 3 and record.usage.calls == 6
     assert record.raw.count("|") == 2
+
+
+def test_a_backend_that_writes_freely_gets_no_calibration_prompts():
+    from fbenv.llm import ScriptedBackend
+
+    person = ScriptedBackend([(r"note 0", "The box has a lid."), (r"note 1", "No, it does not.")])
+    ans = sim_with(person).ask(Tally(), ["a", "b"])
+    assert len(person.calls) == 2 and not any("N/A" in r.messages[-1].content for r in person.calls)
+    assert ans.value == 1.0  # read from the text: a statement, then a plain "no"
 
 
 def test_an_unreadable_sub_question_makes_the_whole_role_fall_back():
