@@ -147,15 +147,14 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def _random_policy(env: Any) -> Callable[..., Any]:
-    """Seeded random actions: a fresh generator per episode, seeded from the env's own rng."""
+    """Seeded random actions. The generator is seeded from the hidden task at each episode's
+    first step, so the rule and the LLM run of one seed play the same actions."""
     state: dict[str, Any] = {}
 
     def act(*args: Any) -> Any:
-        *seat, _obs, _info = args
-        u = _base(env)
-        if "rng" not in state or state.get("task") is not u.hidden_task():
-            state["rng"] = np.random.default_rng(zlib.crc32(repr(u.hidden_task()).encode()))
-            state["task"] = u.hidden_task()
+        *seat, _obs, info = args
+        if "rng" not in state or info.get("turn") == 0:
+            state["rng"] = np.random.default_rng(zlib.crc32(repr(_base(env).hidden_task()).encode()))
         space = env.action_space(seat[0]) if seat else env.action_space
         n = getattr(space, "n", None)
         if n is not None:
