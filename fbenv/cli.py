@@ -174,6 +174,7 @@ def perf(
     num_envs: int = typer.Option(8, min=1),
     steps: int = typer.Option(3, min=1, help="vector steps timed per measurement"),
     seed: int = 0,
+    rule_only: bool = typer.Option(False, help="only the rule simulators of every task (no model)"),
     option: list[str] = typer.Option(
         [], "--option", "-o",
         help="env option KEY=VALUE; by default the discrete interface, whose actions are the task's own "
@@ -185,12 +186,21 @@ def perf(
     from fbenv import perf as p
     from fbenv.llm.registry import build_backend
 
+    cartpole = p.measure_cartpole_steps(seed=seed)
+    typer.echo(f"rule simulators, 1 env each, against CartPole-v1 via gym.make in this run ({cartpole:,.0f} steps/s):")
+    for t in REGISTRY:
+        if t.multi_agent or (env_id and t.id != spec(env_id).id):
+            continue
+        view = {"interface": "discrete"} if "discrete" in t.interfaces else {}
+        rate = p.measure_rule_steps(t.id, seed=seed, **view, **t.perf_variant)
+        typer.echo(f"  {t.id:<28} {rate:>9,.0f} steps/s  {rate / cartpole:.3f}x CartPole")
+    if rule_only:
+        return
     s = spec(env_id) if env_id else next(t for t in REGISTRY if not t.multi_agent and "llm" in t.simulators)
     env_id = s.id
     kwargs = parse_options(option) if option else {
         **({"interface": "discrete"} if "discrete" in s.interfaces else {}), **s.perf_variant
     }
-    typer.echo(f"rule simulator, 1 env: {p.measure_rule_steps(env_id, seed=seed, **kwargs):,.0f} steps/s")
     backend = build_backend(llm)  # uncached: every timed call reaches the model
     load_s = p.measure_load(lambda: build_backend(llm))
     typer.echo(f"{llm}: a second load of the backend took {load_s:.2f} s")

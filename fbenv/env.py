@@ -80,6 +80,9 @@ class FeedbackEnv(gym.Env):
     feature_bounds: ClassVar[tuple[float, float]] = (0.0, 1.0)
     max_obs_chars: ClassVar[int] = 8192
     max_action_chars: ClassVar[int] = 2000
+    #: keep only the ``system`` turns and the last N rounds of the transcript (None: all);
+    #: long episodes set it so a step's cost and an LLM policy's context stay bounded
+    keep_rounds: ClassVar[int | None] = None
 
     def __init__(self, **options: Any):
         self.options, self.task_spec = check_options(type(self), options, self.roles)
@@ -93,7 +96,7 @@ class FeedbackEnv(gym.Env):
         self.observation_space = self.view.observation_space
         self.action_space = self.view.action_space
         self.sim = Simulation(self.options, rng=lambda: self.np_random)
-        self.transcript = Transcript()
+        self.transcript = Transcript(self.keep_rounds)
         self.task: Any = None
         self.turn = 0
         self._failed_at_reset: str | None = None
@@ -145,7 +148,7 @@ class FeedbackEnv(gym.Env):
             raise InvalidArgumentError(f"{type(self).__name__}.reset: expects no options, actual {sorted(options)}")
         self.sim.begin_episode()
         self._tally = EpisodeTally(seed, self.task_spec.outcomes if self.task_spec else ())
-        self.transcript = Transcript()
+        self.transcript = Transcript(self.keep_rounds)
         self.turn = 0
         self.task = self.new_task(self.np_random)
         self._failed_at_reset = None
@@ -174,6 +177,7 @@ class FeedbackEnv(gym.Env):
             info = self._info(Truth(), notes)
             info[keys.FEEDBACK_ERROR] = self._failed_at_reset
             return self._observe(), 0.0, False, True, info
+        self.transcript.learner_turn_begins()
         self.transcript.say(self.learner, text)
         self.turn += 1
         try:

@@ -176,6 +176,22 @@ def measure_rule_steps(env_id: str, steps: int = 2000, seed: int = 0, **env_kwar
     return steps / elapsed
 
 
+def measure_cartpole_steps(steps: int = 20000, seed: int = 0) -> float:
+    """Steps/s of Gymnasium's CartPole-v1 through ``gym.make``: the yardstick the rule envs are
+    compared with in the same run (timings on a shared machine are only comparable as ratios)."""
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
 def measure_load(build: Callable[[], Backend]) -> float:
     """Seconds to build a backend (for the embedded model: from its safetensors copy)."""
     start = time.perf_counter()
@@ -184,6 +200,7 @@ def measure_load(build: Callable[[], Backend]) -> float:
 
 
 __all__ = [
+    "measure_cartpole_steps",
     "OverheadPerf",
     "RecordingBackend",
     "VectorPerf",

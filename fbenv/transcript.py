@@ -5,6 +5,12 @@ for some seats only (``to=``, e.g. the catalogue only the assistant sees). Each 
 gets its own chat view, in which its own turns are ``assistant`` and everyone else's are
 ``user`` (the role flip of tau2-bench's user simulator), so the same transcript prompts
 an LLM policy in any seat. ``info["messages"]`` and ``render()`` come from here.
+
+A long episode (a bandit's hundreds of rounds) keeps a window: with ``keep_rounds=N``
+the transcript holds its ``system`` turns and the last ``N`` rounds, so a step costs the
+same at round 1,000 as at round 1 and an LLM policy's context stays bounded. A round
+begins at each learner turn (the env base marks it), or where the task marks it with
+:meth:`Transcript.begin_round` (e.g. when a new suggestion arrives, before the learner's turn).
 """
 
 from __future__ import annotations
@@ -29,8 +35,37 @@ class Turn:
 
 
 class Transcript:
-    def __init__(self) -> None:
+    def __init__(self, keep_rounds: int | None = None) -> None:
+        if keep_rounds is not None and (not isinstance(keep_rounds, int) or keep_rounds < 1):
+            raise InvalidArgumentError(f"Transcript.keep_rounds: expects None or an int >= 1, actual {keep_rounds!r}")
         self.turns: list[Turn] = []
+        self.keep_rounds = keep_rounds
+        self._starts: list[int] = []  # where each round begins in ``turns``
+        self._marked = False  # the task began the coming round itself
+
+    def begin_round(self) -> None:
+        """A new round begins with the next turn said (older rounds may be dropped now)."""
+        self._starts.append(len(self.turns))
+        self._marked = True
+        self._trim()
+
+    def learner_turn_begins(self) -> None:
+        """Called by the env base before the learner's turn: it begins a round, unless the
+        task already began this one."""
+        if not self._marked:
+            self._starts.append(len(self.turns))
+            self._trim()
+        self._marked = False
+
+    def _trim(self) -> None:
+        n = self.keep_rounds
+        if n is None or len(self._starts) <= n:
+            return
+        cut = self._starts[-n]
+        head = [t for t in self.turns[:cut] if t.speaker == SYSTEM]
+        dropped = cut - len(head)
+        self.turns[:cut] = head
+        self._starts = [k - dropped for k in self._starts[-n:]]
 
     def say(self, speaker: str, text: str, *, to: Iterable[str] | None = None) -> Turn:
         if not isinstance(speaker, str) or not speaker:

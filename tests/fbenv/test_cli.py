@@ -81,6 +81,16 @@ def test_perf_runs_with_a_scripted_backend():
     assert "speed-up" in out.output and "overhead" in out.output
 
 
+def test_perf_rule_only_times_every_single_agent_task_against_cartpole():
+    out = runner.invoke(app, ["perf", "--rule-only"])
+    assert out.exit_code == 0, out.output
+    assert "CartPole-v1" in out.output
+    for s in fbenv.REGISTRY:
+        if not s.multi_agent:
+            assert s.id in out.output
+    assert out.output.count("x CartPole") == sum(not s.multi_agent for s in fbenv.REGISTRY)
+
+
 def test_bench_rule_only_saves_rows(tmp_path):
     path = tmp_path / "bench.json"
     out = runner.invoke(app, ["bench", "--skip-llm", "--episodes", "8", "--out", str(path)])

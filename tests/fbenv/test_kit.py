@@ -265,3 +265,42 @@ def test_a_lying_hinter_misleads_the_rule_guesser():
             else:
                 lies += te["hinter_0"]
     assert honest == 20 and lies < honest
+
+
+def test_transcript_window_keeps_system_turns_and_the_last_rounds():
+    t = Transcript(keep_rounds=2)
+    t.say("system", "rules")
+    t.say("user", "opening")  # before any round: dropped once rounds pile up
+    for k in range(4):
+        t.learner_turn_begins()
+        t.say("assistant", f"move {k}")
+        t.say("user", f"reply {k}")
+    assert [x.text for x in t.turns] == ["rules", "move 2", "reply 2", "move 3", "reply 3"]
+    # a task that begins its rounds itself (a new item arrives before the learner's turn)
+    t = Transcript(keep_rounds=1)
+    t.say("system", "rules")
+    for k in range(3):
+        t.begin_round()
+        t.say("editor", f"item {k}")
+        t.learner_turn_begins()  # the task already began this round: no new one
+        t.say("assistant", f"take {k}")
+    assert [x.text for x in t.turns] == ["rules", "item 2", "take 2"]
+    with pytest.raises(fbenv.InvalidArgumentError):
+        Transcript(keep_rounds=0)
+
+
+def test_a_long_episode_costs_the_same_per_step_with_a_window():
+    """Without a window, info["messages"] grows with the episode; with one it stays bounded."""
+
+    class Chatty(GuessEnv):
+        keep_rounds = 2
+
+        def respond(self, text):
+            self.transcript.say("shopper", "Go on.")
+            return fbenv.truth.StepResult(truncated=self.turn >= 50)
+
+    env = Chatty(interface="discrete")
+    env.reset(seed=0)
+    sizes = [len(env.step(0)[4]["messages"]) for _ in range(50)]
+    # the shopper's opening drops out at the third round; then always two rounds of two turns
+    assert sizes[:3] == [3, 5, 4] and set(sizes[3:]) == {4}
