@@ -7,4 +7,7 @@ Each function takes ``(episodes, llm, skip_llm, out, echo)``, prints its tables 
 SUITES: dict[str, str] = {
     "rlhs": "fbenv.baselines.rlhs:bench",  # Advisor: feedback reward vs true utility per feedback timing
     "fidelity": "fbenv.baselines.fidelity:bench",  # every task: rule vs LLM simulator on the same episodes
+    "suggestion": "fbenv.baselines.suggestion:bench",  # SuggestionTiming: acceptance vs true utility per display policy
+    "dueling": "fbenv.baselines.dueling:bench",  # DuelingPrompts (APOHF): Double Thompson Sampling vs random pairs, regret
+    "dynamical": "fbenv.baselines.dynamical:bench",  # DynamicalBandit: DynLin-UCB vs myopic LinUCB vs random, cumulative regret
 }
