@@ -125,6 +125,7 @@ from fbenv.truth import StepResult, Truth
 
 PROMPTINGS = ("focused", "holistic")
 N_TRAITS = 5
+EXAMPLE, STEPS, TECHNICAL, WARM, SUMMARY = range(N_TRAITS)  # the traits, in TRAITS' order
 MAX_PROMPTS = 2**N_TRAITS  # every candidate is a distinct trait combination
 MEMORY = 3  # duels kept in the transcript window
 _INT = re.compile(r"\d+")
@@ -134,7 +135,7 @@ TRAITS: tuple[tuple[str, str, str, str, str], ...] = (
     ("Give an example.", "give an example", "examples",
      "The reply gives an example.", "The reply gives no example."),
     ("Answer in numbered steps.", "use numbered steps", "layout",
-     "The reply uses numbered steps.", "The reply uses no numbered steps."),
+     "The reply has Step 1, Step 2 and Step 3.", "The reply has no Step 1."),
     ("Use precise technical terms.", "use technical terms", "wording",
      "The reply uses technical terms.", "The reply uses only everyday words."),
     ("Be warm and friendly.", "are warm and friendly", "tone",
@@ -473,8 +474,18 @@ class DuelingPromptsEnv(FeedbackEnv):
     # ----------------------------------------------------------------- the LLM user's questions
 
     def trait_question(self, prompt_id: int, trait: int) -> Prompt:
-        """Which of two statements about one trait the response of ``prompt_id`` bears out."""
+        """Which of two statements about one trait the response of ``prompt_id`` bears out.
+
+        The statements echo what the trait looks like in a reply ("Step 1", the topic's own
+        example and summary line): a 135M model tells them apart by what it can copy from the
+        text, and cannot from a description of the trait (per-trait rank correlation with the
+        truth, SmolLM2: example 0.55 -> 0.91, steps 0.07 -> 0.87, summary -0.10 -> 0.79)."""
         _, _, aspect, holds, fails = TRAITS[trait]
+        topic = TOPICS[self.task.topic]
+        if trait == EXAMPLE:
+            holds = f"The reply says: {topic.example.rstrip('.')}."
+        elif trait == SUMMARY:
+            holds = f"The reply ends: {topic.summary.rstrip('.')}."
         return belief(f"Reply: {self.responses[prompt_id]}", f"What did you notice about the reply's {aspect}?",
                       holds=holds, fails=fails)
 

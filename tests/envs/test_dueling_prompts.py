@@ -217,7 +217,7 @@ class TraitReader(Backend):
         for req in requests:
             self.calls.append(req)
             choices, text = req.sampling.choices, req.messages[-1].content.split("\n\n")[0]
-            f = next(n for n, t in enumerate(D.TRAITS) if choices == (t[3], t[4]))
+            f = next(n for n, t in enumerate(D.TRAITS) if choices[1] == t[4])  # the "fails" statement
             if text == "N/A":  # the content-free prompt
                 probs = (0.5, 0.5)
             else:
