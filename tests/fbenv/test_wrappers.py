@@ -122,6 +122,9 @@ TASKS = {
     "advisor-llm": lambda: fbenv.make("fbenv/Advisor-v0", interface="discrete", simulator="llm", llm=ChoosingBackend()),
     "guess": lambda: fbenv.make("toy/Guess-v0", interface="discrete"),
     "guess-llm": lambda: fbenv.make("toy/Guess-v0", interface="discrete", simulator="llm", llm=ChoosingBackend()),
+    # long episodes, every step rewarded: the shipped bandit tasks
+    "dueling": lambda: fbenv.make("fbenv/DuelingPrompts-v0", interface="discrete", horizon=12),
+    "suggestion": lambda: fbenv.make("fbenv/SuggestionTiming-v0", interface="discrete", horizon=12),
 }
 _files = itertools.count()
 
