@@ -83,8 +83,10 @@ Both responses are generated from shipped templates: the question's plain or tec
 answer, as a paragraph or numbered steps, with an example, a warm opening and closing,
 or a summary line as the prompt asks. ``llm_prompting="focused"`` (the default): for
 each trait in which the two responses differ, the model reads each response on its own
-and chooses between two statements about it ("The reply gives an example." / "The reply
-gives no example."; scored choices calibrated against the same question about ``N/A``).
+and chooses between two statements about it, which echo what the trait looks like in a
+reply ("The reply has Step 1, Step 2 and Step 3." / "The reply has no Step 1.", the
+topic's own example or summary line; scored choices calibrated against the same question
+about ``N/A``).
 The calibrated probabilities are what the user perceives; its hidden taste weighs them
 with the rule's own formula, ``sigmoid(beta * sum_f w_f (p_first,f - p_second,f))`` (``w``
 scaled as the utility is), and the reset-drawn coin turns that probability into the
@@ -97,6 +99,15 @@ bias), whose probability of ``A`` goes through the same coin. A pair of the same
 asks no model (nothing to compare). ``fbenv fidelity`` probes it with scripted pairs
 (best prompt first, worst prompt first, uniform random) on 20-step episodes; the
 direction is that the best prompt wins its duels more often than the worst wins its own.
+
+Measured with ``fbenv fidelity fbenv/DuelingPrompts-v0 --seeds 10`` (SmolLM2-135M,
+greedy; 30 episodes per variant): ``focused`` reaches a rule-vs-LLM Spearman of 0.80 on
+episode rewards (floor 0.05) and 0.85 on the user's preference probability per duel, and
+keeps the direction (+0.425; rule +0.900); ``holistic`` is close to noise (0.25 on rewards,
+0.01 per duel, direction +0.075). Before the statements echoed the reply (they described
+the trait: "The reply uses numbered steps."), ``focused`` measured 0.48 per duel: the
+per-trait rank correlation with the truth was 0.55 / 0.07 / 0.68 / 0.85 / -0.10
+(example / steps / wording / tone / summary), and is 0.91 / 0.87 / 0.68 / 0.85 / 0.79 now.
 
 ## Version history
 

@@ -119,8 +119,11 @@ checking time. Whether the LLM reads the text shows in the programmer role's Spe
 correlation of acceptance probabilities with the rule's (the blind programmer's are
 constant) and in the reward correlation, whose floor is high here (about 0.9: the
 policies differ in how much they show). A faithful reader of the four questions (a test
-backend) reaches a role Spearman of 0.89 over 10 seeds; the embedded model's figures are
-not yet measured.
+backend) reaches a role Spearman of 0.89 over 10 seeds. The embedded SmolLM2-135M
+(``fbenv fidelity fbenv/SuggestionTiming-v0 --seeds 30``, greedy) reaches 0.93 on the
+programmer's acceptance probability (1,457 shown suggestions; mean absolute difference
+0.06), 0.98 on episode rewards (floor 0.93), and keeps both directions (+0.049 at the
+default cost, rule +0.050; -0.070 when checking is free, rule -0.069).
 
 ## Version history
 
