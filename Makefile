@@ -26,6 +26,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fbenv bench
+	$(VENV)/bin/fbenv bench dueling --episodes 8
+	$(VENV)/bin/fbenv bench suggestion --episodes 8
+	$(VENV)/bin/fbenv bench dynamical --episodes 8
 	$(VENV)/bin/fbenv bench fidelity --episodes 10
 
 perf: $(STAMP)
