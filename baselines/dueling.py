@@ -16,9 +16,8 @@ while a learner that does not listen keeps paying. Here:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from fbenv.agents.bandits import DoubleThompsonSampling
 from fbenv.agents.base import Transition
+from fbenv.baselines.results import save_rows
 from fbenv.episodes import lockstep_episodes
 from fbenv.envs.dueling_prompts import pair_action, uniform_random
 from fbenv.llm.base import Backend
@@ -154,13 +154,7 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None,
         more = llm_rows(llm, list(range(episodes)))
         echo(format_table(more))
         rows += more
-    path = save(rows, out or "results/bench-dueling.json")
+    path = save_rows(rows, out or "results/bench-dueling.json")
     echo(f"\nsaved {path}")
     return path
 
-
-def save(rows: Sequence[Row], path: "str | Path") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    return path

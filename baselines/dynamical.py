@@ -25,14 +25,15 @@ LinUCB: the row shows where the algorithm's epoch rule stops helping.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from fbenv.baselines.results import save_rows
 
 from fbenv.agents.bandits import DynLinUCB, LinUCB
 from fbenv.agents.base import Agent, Transition
@@ -172,13 +173,7 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, ech
     echo(format_table(rows))
     if not skip_llm:
         echo(f"(no LLM simulator in this task: {llm!r} is not used)")
-    path = save(rows, out or "results/bench-dynamical.json")
+    path = save_rows(rows, out or "results/bench-dynamical.json")
     echo(f"\nsaved {path}")
     return path
 
-
-def save(rows: Sequence[Row], path: "str | Path") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    return path

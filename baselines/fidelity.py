@@ -8,10 +8,10 @@ per episode; and each role's own figure on identical contexts. See :mod:`fbenv.f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from fbenv.baselines.results import save_rows
 from fbenv.fidelity import FidelityReport, measure
 from fbenv.registry import REGISTRY
 
@@ -50,8 +50,6 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None,
         reports.append(measure(task.id, llm=llm, seeds=range(episodes)))
     echo(f"\nRule vs LLM simulator ({llm}), the same episodes: rank correlation of episode rewards")
     echo(format_table(reports))
-    path = Path(out or "results/bench-fidelity.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
+    path = save_rows([r.as_dict() for r in reports], out or "results/bench-fidelity.json")
     echo(f"\nsaved {path}")
     return path

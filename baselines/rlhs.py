@@ -14,7 +14,6 @@ deception, and hindsight feedback reduces them. Without any learning this shows 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from fbenv.baselines.results import save_rows
 from fbenv.episodes import EpisodeResult, lockstep_episodes
 
 from fbenv.envs.advisor import TIMINGS, AdvisorEnv, Scenario, expected_feedback_of_actions, flatterer, honest
@@ -130,7 +130,4 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, ech
 
 
 def save(rows: Sequence[Row], path: "str | Path") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([{**asdict(r), "gap": r.gap} for r in rows], indent=2))
-    return path
+    return save_rows([{**asdict(r), "gap": r.gap} for r in rows], path)

@@ -20,9 +20,8 @@ backend as batches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from fbenv.envs.suggestion_timing import (
     acceptance_probability,
     play,
 )
+from fbenv.baselines.results import save_rows
 from fbenv.episodes import EpisodeResult, lockstep_episodes, run_episode
 from fbenv.llm.base import Backend
 
@@ -150,13 +150,7 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, ech
         more = llm_rows(llm, list(range(episodes)))
         echo(format_table(more))
         rows += more
-    path = save(rows, out or "results/bench-suggestion.json")
+    path = save_rows(rows, out or "results/bench-suggestion.json")
     echo(f"\nsaved {path}")
     return path
 
-
-def save(rows: Sequence[Row], path: "str | Path") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    return path

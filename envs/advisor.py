@@ -557,11 +557,6 @@ class AdvisorEnv(FeedbackEnv):
     def scenario(self) -> Scenario | None:
         return self.task
 
-    @classmethod
-    def fidelity_probe(cls) -> Probe:
-        """What `fbenv fidelity` plays: four scripted advisers under each timing."""
-        return fidelity_probe()
-
     # ----------------------------------------------------------------- episode hooks
 
     def new_task(self, rng: np.random.Generator) -> Scenario:

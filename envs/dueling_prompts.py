@@ -401,11 +401,6 @@ class DuelingPromptsEnv(FeedbackEnv):
     def scenario(self) -> Scenario | None:
         return self.task
 
-    @classmethod
-    def fidelity_probe(cls) -> Probe:
-        """What `fbenv fidelity` plays: best-first, worst-first and random pairs."""
-        return fidelity_probe()
-
     # ----------------------------------------------------------------- episode hooks
 
     def new_task(self, rng: np.random.Generator) -> Scenario:

@@ -381,11 +381,6 @@ class SuggestionTimingEnv(FeedbackEnv):
     def session(self) -> Session | None:
         return self.task
 
-    @classmethod
-    def fidelity_probe(cls) -> Probe:
-        """What `fbenv fidelity` plays: show everything, show by confidence, show nothing."""
-        return fidelity_probe()
-
     def current(self) -> Suggestion | None:
         """The suggestion waiting for the agent's choice (None once the session is over)."""
         t = self.turn

@@ -18,15 +18,17 @@
   per episode are reported; and the paper's direction (a number the task computes from
   its episodes, e.g. Advisor's flatterer-minus-honest reward gap) is computed for both.
 
-A task declares how it is probed with a :class:`Probe` (``fidelity_probe()`` on its env
-class): named variants (kwargs), scripted policies whose right answer is known, and the
-direction check. Tasks without one are probed with seeded random discrete actions.
+A task declares how it is probed with a :class:`Probe`, returned by a ``fidelity_probe()``
+function in its module (or an attribute of that name on its env class): named variants
+(kwargs), scripted policies whose right answer is known, and the direction check. Tasks
+without one are probed with seeded random discrete actions.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.stats import spearmanr
 
-from fbenv.episodes import EpisodeResult, lockstep_episodes, run_episode
+from fbenv.episodes import EpisodeResult, lockstep_episodes
 from fbenv.errors import InvalidArgumentError
 from fbenv.llm.base import Backend
 from fbenv.llm.batching import BatchGroup
@@ -179,8 +181,9 @@ def default_probe(task_spec: TaskSpec) -> Probe:
 
 
 def probe_of(task_spec: TaskSpec) -> Probe:
+    """The task's own probe (its env class's, else its module's ``fidelity_probe()``), or the default."""
     cls = task_spec.load()
-    make_probe = getattr(cls, "fidelity_probe", None)
+    make_probe = getattr(cls, "fidelity_probe", None) or getattr(sys.modules[cls.__module__], "fidelity_probe", None)
     return make_probe() if make_probe is not None else default_probe(task_spec)
 
 

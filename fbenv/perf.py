@@ -163,23 +163,16 @@ def measure_overhead(
 
 def measure_rule_steps(env_id: str, steps: int = 2000, seed: int = 0, **env_kwargs: Any) -> float:
     """Steps/s of one env with the rule simulator (no model): the cost of the env itself."""
-    env = gym.make(task_spec(env_id).id, simulator="rule", **env_kwargs)
-    env.action_space.seed(seed)
-    env.reset(seed=seed)
-    start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
-    return steps / elapsed
+    return _random_steps_per_s(gym.make(task_spec(env_id).id, simulator="rule", **env_kwargs), steps, seed)
 
 
 def measure_cartpole_steps(steps: int = 20000, seed: int = 0) -> float:
     """Steps/s of Gymnasium's CartPole-v1 through ``gym.make``: the yardstick the rule envs are
     compared with in the same run (timings on a shared machine are only comparable as ratios)."""
-    env = gym.make("CartPole-v1")
+    return _random_steps_per_s(gym.make("CartPole-v1"), steps, seed)
+
+
+def _random_steps_per_s(env: gym.Env, steps: int, seed: int) -> float:
     env.action_space.seed(seed)
     env.reset(seed=seed)
     start = time.perf_counter()

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from fbenv.errors import InvalidArgumentError, UnknownNameError, check_choice
+from fbenv.errors import InvalidArgumentError, check_choice
 from fbenv.llm.base import Backend, install_rebuild
 from fbenv.llm.cache import CACHE_MODES, CachedBackend, default_cache_dir
 

@@ -186,7 +186,7 @@ def test_dts_reads_the_pair_and_preference_from_info():
 
 
 def test_probe_direction_under_the_rule_user():
-    probe = D.DuelingPromptsEnv.fidelity_probe()
+    probe = D.fidelity_probe()
     results = {}
     for name, factory in probe.policies.items():
         results[name] = []

@@ -95,7 +95,7 @@ def test_free_checking_makes_showing_everything_worth_most():
 
 
 def test_probe_direction_has_the_documented_signs_under_the_rule_programmer():
-    probe = S.SuggestionTimingEnv.fidelity_probe()
+    probe = S.fidelity_probe()
     assert set(probe.policies) == {"show-everything", "quality-aware", "never-show"}
     assert probe.expected_sign == {"default": 1, "free_verification": -1}
     for variant, sign in probe.expected_sign.items():

@@ -12,7 +12,6 @@ import pytest
 import fbenv
 from fbenv import fidelity as fid
 from fbenv.envs import advisor as A
-from fbenv.episodes import run_episode
 from fbenv.llm import ChoosingBackend
 from fbenv.llm.base import Backend, ChatResult, Message
 from fbenv.options import Options
