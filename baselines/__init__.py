@@ -10,4 +10,7 @@ SUITES: dict[str, str] = {
     "suggestion": "fbenv.baselines.suggestion:bench",  # SuggestionTiming: acceptance vs true utility per display policy
     "dueling": "fbenv.baselines.dueling:bench",  # DuelingPrompts (APOHF): Double Thompson Sampling vs random pairs, regret
     "dynamical": "fbenv.baselines.dynamical:bench",  # DynamicalBandit: DynLin-UCB vs myopic LinUCB vs random, cumulative regret
+    "clarify": "fbenv.baselines.clarify:bench",  # ClarifySearch: nDCG@3 by round, feedback-user vs ignorer vs asker
+    "recommend": "fbenv.baselines.recommend:bench",  # Recommend: click rate vs satisfaction, random / LinUCB / click- vs satisfaction-greedy
+    "shop": "fbenv.baselines.shop:bench",  # Shop (WebShop-like): scripted assistants, MaskablePPO with vs without stepwise progress (SPA)
 }

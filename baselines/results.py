@@ -1,12 +1,16 @@
-"""Saving a suite's rows: one JSON file per run, written the same way by every suite."""
+"""What every suite does the same way: play scripted episodes in lockstep, save the rows as JSON."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+import gymnasium as gym
+
+from fbenv.episodes import lockstep_episodes
 
 
 def save_rows(rows: Iterable[Any], path: "str | Path") -> Path:
@@ -16,3 +20,14 @@ def save_rows(rows: Iterable[Any], path: "str | Path") -> Path:
     data = [asdict(r) if is_dataclass(r) else dict(r) if isinstance(r, Mapping) else r for r in rows]
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def play_lockstep(env_id: str, policy_of: Callable[[Any], Any], seeds: Sequence[int], **make_kwargs: Any) -> list:
+    """One discrete-view episode per seed of ``env_id``, all at once (their simulator calls
+    batched): ``policy_of(env)`` gives each env's ``(obs, info) -> action``. The envs are closed."""
+    envs = [gym.make(env_id, interface="discrete", **make_kwargs) for _ in seeds]
+    try:
+        return lockstep_episodes(envs, [policy_of(e) for e in envs], list(seeds))
+    finally:
+        for e in envs:
+            e.close()

@@ -21,8 +21,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from fbenv.baselines.results import save_rows
-from fbenv.episodes import EpisodeResult, lockstep_episodes
+from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.episodes import EpisodeResult
 
 from fbenv.envs.advisor import TIMINGS, AdvisorEnv, Scenario, expected_feedback_of_actions, flatterer, honest
 from fbenv.llm.base import Backend
@@ -87,14 +87,8 @@ def llm_rows(llm: "str | Backend", seeds: Sequence[int], llm_cache: str | None =
     rows = []
     for timing in TIMINGS:
         for name, policy in POLICIES.items():
-            envs = [
-                gym.make(ENV_ID, interface="discrete", simulator="llm", llm=llm, llm_cache=llm_cache,
-                         feedback_timing=timing)
-                for _ in seeds
-            ]
-            results = lockstep_episodes(envs, [_play(e, policy) for e in envs], list(seeds))
-            for e in envs:
-                e.close()
+            results = play_lockstep(ENV_ID, lambda e, policy=policy: _play(e, policy), seeds, simulator="llm", llm=llm,
+                                    llm_cache=llm_cache, feedback_timing=timing)
             m = np.array([_columns(r) for r in results], dtype=float).mean(axis=0)
             rows.append(Row("llm", timing, name, len(seeds), float(m[0]), float(m[1]), float(m[2]),
                             float(m[3]), float(m[4]), float(m[5])))

@@ -37,8 +37,8 @@ from fbenv.envs.suggestion_timing import (
     acceptance_probability,
     play,
 )
-from fbenv.baselines.results import save_rows
-from fbenv.episodes import EpisodeResult, lockstep_episodes, run_episode
+from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.episodes import EpisodeResult, run_episode
 from fbenv.llm.base import Backend
 
 ENV_ID = "fbenv/SuggestionTiming-v0"
@@ -118,11 +118,7 @@ def llm_rows(llm: "str | Backend", seeds: Sequence[int], llm_cache: str | None =
     rows = []
     for variant, kwargs in VARIANTS.items():
         for name, factory in _factories(with_oracle=False).items():
-            envs = [gym.make(ENV_ID, interface="discrete", simulator="llm", llm=llm, llm_cache=llm_cache, **kwargs)
-                    for _ in seeds]
-            results = lockstep_episodes(envs, [factory(e) for e in envs], list(seeds))
-            for e in envs:
-                e.close()
+            results = play_lockstep(ENV_ID, factory, seeds, simulator="llm", llm=llm, llm_cache=llm_cache, **kwargs)
             rows.append(_row("llm", variant, name, results))
     return rows
 

@@ -51,3 +51,34 @@ register(
         outcomes=("cumulative_regret", "cumulative_strong_regret", "invalid_actions"),
     )
 )
+
+register(
+    TaskSpec(
+        id="fbenv/Recommend-v0",
+        entry_point="fbenv.envs.recommend:RecommendEnv",
+        summary="Recommend from a slate to a user with drifting interests; clicks (MNAR, clickbait) are not satisfaction.",
+        variants=({}, {"preference_text": True, "slate_size": 2, "horizon": 6}),
+        outcomes=("click_rate", "hit_rate", "purchase_rate", "satisfaction", "top_click_share", "head_share",
+                  "clickbait_clicks"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/ClarifySearch-v0",
+        entry_point="fbenv.envs.clarify_search:ClarifySearchEnv",
+        summary="Ask clarifying questions or rank passages (BM25); the user's feedback names a missing facet (nDCG@3).",
+        variants=({}, {"need_size": 1, "max_rounds": 3, "question_cost": 0.0}),
+        outcomes=("ndcg_by_round", "first_ndcg", "final_ndcg", "ndcg_gain", "questions_asked", "rankings"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/Shop-v0",
+        entry_point="fbenv.envs.shop:ShopEnv",
+        summary="Search, open, choose options and buy what a shopper asked for; one terminal attribute-match reward (WebShop).",
+        variants=({}, {"hidden_option": "none", "max_steps": 8}),
+        outcomes=("success", "match", "steps", "invalid_actions"),
+    )
+)

@@ -14,6 +14,10 @@ through untouched, so the gap a protocol opens between feedback and truth stays 
   (RLTF's train-only feedback).
 - :class:`CostBudget`: the episode is truncated, with ``info["feedback_error"]``, once
   the simulators' token, call or latency budget is passed.
+- :class:`StepwiseProgress`: a sparse terminal reward redistributed over the steps by a
+  progress estimator, the payments summing exactly to it (SPA-RL).
+- :class:`SubgoalReward`: an auxiliary reward, in ``info["aux_reward"]``, the first time
+  each subgoal predicate holds in an episode, optionally added with a weight (CALM).
 - :class:`RecordTranscripts`: every finished episode appended as one JSON line, and
   :func:`to_preference_pairs` (DPO) and :func:`to_hindsight_chains` (Chain of Hindsight)
   to export such a file.
@@ -32,7 +36,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
@@ -708,8 +712,149 @@ def to_hindsight_chains(path: "str | os.PathLike", *, by: str = "reward") -> lis
     return chains
 
 
+
+# ---------------------------------------------------------------------- credit assignment
+
+PROGRESS = "progress"
+ENV_REWARD = "env_reward"
+AUX_REWARD = "aux_reward"
+SUBGOALS_DONE = "subgoals_done"
+
+ProgressEstimator = Callable[[gym.Env, Mapping[str, Any]], float]
+SubgoalPredicate = Callable[[gym.Env, Mapping[str, Any]], bool]
+
+
+def task_progress(env: gym.Env, info: Mapping[str, Any]) -> float:
+    """The rule progress estimator: the task's own ``progress()`` hook (e.g. Shop's)."""
+    hook = getattr(env.unwrapped, "progress", None)
+    if not callable(hook):
+        raise InvalidArgumentError(
+            f"StepwiseProgress: {type(env.unwrapped).__name__} has no progress() hook; pass estimator=(env, info) -> [0, 1]"
+        )
+    return hook()
+
+
+def _paying_exactly(paid: float, target: float) -> float:
+    """The payment ``x`` for which the float sum ``paid + x`` is exactly ``target``."""
+    x = target - paid
+    for _ in range(4):  # one rounding at most: a step or two of nextafter settles it
+        total = paid + x
+        if total == target:
+            return x
+        x = math.nextafter(x, math.inf if total < target else -math.inf)
+    return x
+
+
+class StepwiseProgress(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Stepwise progress attribution (SPA-RL): a sparse terminal reward redistributed over
+    the steps that earned it, by a progress estimator.
+
+    **Protocol.** ``estimator(env, info) -> float`` gets the wrapped env (``self.env``)
+    and the step's info after each step and returns how far the episode has come, in
+    ``[0, 1]`` (values outside are clipped; it must be deterministic for same-seed
+    determinism). ``None`` uses :func:`task_progress`, the task's own ``progress()`` hook
+    (a rule estimator; ``fbenv/Shop-v0`` ships one); a task without one is refused with
+    :class:`~fbenv.errors.InvalidArgumentError`. A learned estimator (SPA-RL's progress
+    model) plugs in the same way.
+
+    Each step pays the env's reward plus the change of progress,
+    ``r_t + p_t - p_{t-1}`` with ``p_0 = 0``; the episode's last step (terminated or
+    truncated) counts ``p_T = 0``, so it pays ``r_T - p_{T-1}``. The payments telescope:
+    an episode's return is the env's return (for a sparse terminal reward ``R``, exactly
+    ``R``; the last payment is chosen so that the float sum of the payments, in order,
+    equals the env's float sum exactly). It is potential-based shaping (Ng et al., 1999),
+    so optimal policies are unchanged. ``info["progress"]`` is ``p_t`` and
+    ``info["env_reward"]`` the env's own reward; ``info["episode_result"]["reward"]`` is
+    restated as the sum paid. The truth keys pass through. Put it outside any wrapper that
+    may end an episode (``TimeLimit``), so it sees the last step.
+    """
+
+    def __init__(self, env: gym.Env, estimator: ProgressEstimator | None = None):
+        gym.utils.RecordConstructorArgs.__init__(self, estimator=estimator)
+        gym.Wrapper.__init__(self, env)
+        if estimator is None:
+            if not callable(getattr(env.unwrapped, "progress", None)):
+                task_progress(env, {})  # raises the typed error
+            estimator = task_progress
+        elif not callable(estimator):
+            raise InvalidArgumentError(
+                f"StepwiseProgress.estimator: expects None or a callable (env, info) -> float, actual {estimator!r}"
+            )
+        self.estimator = estimator
+        self._previous = 0.0
+        self._paid = self._owed = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._previous, self._paid, self._owed = 0.0, 0.0, 0.0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        r = check_number("StepwiseProgress: the env's reward", reward)
+        self._owed += r  # the env's return so far, summed as the env's own tally sums it
+        if terminated or truncated:
+            p = 0.0
+            pay = _paying_exactly(self._paid, self._owed)
+        else:
+            p = min(max(check_number("StepwiseProgress: the estimator's progress", self.estimator(self.env, info)),
+                        0.0), 1.0)
+            pay = r + p - self._previous
+        self._previous = p
+        self._paid += pay
+        info = {**info, PROGRESS: p, ENV_REWARD: r}
+        _restate_return(info, self._paid)
+        return obs, pay, terminated, truncated, info
+
+
+class SubgoalReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Subgoal rewards (CALM): an auxiliary reward the first time each subgoal holds in an episode.
+
+    ``predicates`` maps a subgoal's name to ``predicate(env, info) -> bool``, asked after
+    every step with the wrapped env (``self.env``) and the step's info. Each subgoal pays
+    1.0 into ``info["aux_reward"]`` on the step it first holds (so a step's aux reward
+    counts the subgoals reached then); ``info["subgoals_done"]`` names those reached so
+    far, in the order given. The auxiliary channel is kept apart: the reward is the env's
+    plus ``weight * aux_reward`` (``weight=0``, the default, leaves it unchanged), and
+    ``info["episode_result"]["reward"]`` is restated as the sum paid. ``fbenv/Shop-v0``
+    ships ``fbenv.envs.shop.SUBGOALS``.
+    """
+
+    def __init__(self, env: gym.Env, predicates: Mapping[str, SubgoalPredicate], weight: float = 0.0):
+        gym.utils.RecordConstructorArgs.__init__(self, predicates=predicates, weight=weight)
+        gym.Wrapper.__init__(self, env)
+        check_type("SubgoalReward.predicates", predicates, Mapping)
+        if not predicates:
+            raise InvalidArgumentError("SubgoalReward.predicates: expects at least one subgoal")
+        for name, pred in predicates.items():
+            if not isinstance(name, str) or not callable(pred):
+                raise InvalidArgumentError(
+                    f"SubgoalReward.predicates: expects str -> callable (env, info) -> bool, actual {name!r}: {pred!r}"
+                )
+        self.predicates = dict(predicates)
+        self.weight = check_number("SubgoalReward.weight", weight)
+        self._done: set[str] = set()
+        self._paid = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._done, self._paid = set(), 0.0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        reached = [name for name, pred in self.predicates.items() if name not in self._done and pred(self.env, info)]
+        self._done.update(reached)
+        aux = float(len(reached))
+        pay = float(reward) + self.weight * aux
+        self._paid += pay
+        info = {**info, AUX_REWARD: aux, SUBGOALS_DONE: tuple(n for n in self.predicates if n in self._done)}
+        _restate_return(info, self._paid)
+        return obs, pay, terminated, truncated, info
+
 __all__ = [
     "CostBudget",
+    "StepwiseProgress",
+    "SubgoalReward",
+    "task_progress",
     "DelayedFeedback",
     "FeedbackOnlyInTraining",
     "HindsightChain",

@@ -11,7 +11,7 @@ from fbenv.feedback import Source
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult, Message
 from fbenv.options import Options
-from fbenv.roles import Narration, Preference, Prompt, Ranking, Rating, Role, SimulatorGaveUp, Verdict, parse_ranking
+from fbenv.roles import Narration, Preference, Prompt, Ranking, Rating, SimulatorGaveUp, Verdict, parse_ranking
 from fbenv.sim import Simulation
 from fbenv.transcript import Transcript
 from fbenv.truth import Truth
