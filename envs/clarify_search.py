@@ -138,7 +138,7 @@ from typing import Any
 import numpy as np
 
 from fbenv.env import FeedbackEnv
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, scripted
 from fbenv.errors import check_int, check_number
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
@@ -661,17 +661,7 @@ POLICIES = {"feedback-user": feedback_user, "ignorer": ignorer, "asker": asker}
 
 def play(policy):
     """A scripted policy as a policy factory: ``(env) -> (obs, info) -> action``, either view."""
-
-    def factory(env):
-        base = env.unwrapped
-
-        def act(obs, info):
-            a = policy(base)
-            return a if base.interface == "discrete" else base.candidate_replies()[a]
-
-        return act
-
-    return factory
+    return scripted(policy)
 
 
 def feedback_gain(variant: str, results: Mapping[str, Sequence[EpisodeResult]]) -> float:

@@ -148,7 +148,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fbenv.env import FeedbackEnv
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, scripted
 from fbenv.errors import InvalidArgumentError, check_int, check_number, check_type
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
@@ -720,17 +720,7 @@ POLICIES = {"click-greedy": click_greedy, "satisfaction-greedy": satisfaction_gr
 
 def play(policy):
     """A scripted policy as a policy factory: ``(env) -> (obs, info) -> action``, either view."""
-
-    def factory(env):
-        base = env.unwrapped
-
-        def act(obs, info):
-            i = policy(base)
-            return i if base.interface == "discrete" else base.candidate_replies()[i]
-
-        return act
-
-    return factory
+    return scripted(policy)
 
 
 def random_policy(env):

@@ -144,7 +144,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fbenv.env import FeedbackEnv
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, scripted
 from fbenv.errors import check_choice, check_int
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
@@ -754,24 +754,9 @@ def first_result_steps(env: ShopEnv) -> str:
     return "buy"
 
 
-def _as_action(env: ShopEnv, text: str) -> Any:
-    if env.interface == "text":
-        return text
-    return list(env.candidate_replies()).index(text)
-
-
 def play(steps: Callable[[ShopEnv], str]):
     """A scripted policy as a policy factory: ``(env) -> (obs, info) -> action``, either view."""
-
-    def factory(env):
-        base = env.unwrapped
-
-        def act(obs, info):
-            return _as_action(base, steps(base))
-
-        return act
-
-    return factory
+    return scripted(steps)
 
 
 def random_valid(env):

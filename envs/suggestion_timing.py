@@ -140,7 +140,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fbenv.env import FeedbackEnv
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, scripted
 from fbenv.errors import check_int, check_number
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
@@ -494,18 +494,8 @@ POLICIES = {"show-everything": show_everything, "quality-aware": quality_aware, 
 
 
 def play(policy):
-    """A scripted policy as a policy factory: ``(env) -> (obs, info) -> action``, either view."""
-
-    def factory(env):
-        base = env.unwrapped
-
-        def act(obs, info):
-            show = policy(base.current())
-            return int(show) if base.interface == "discrete" else ACTIONS[int(show)]
-
-        return act
-
-    return factory
+    """A scripted show/hide rule as a policy factory: ``(env) -> (obs, info) -> action``, either view."""
+    return scripted(lambda env: int(policy(env.current())))
 
 
 def acceptance_vs_value(variant: str, results: Mapping[str, Sequence[EpisodeResult]]) -> float:

@@ -8,6 +8,7 @@
   it ends; :class:`RecordEpisode` does the same as a wrapper, for episodes a wrapper
   ends (put it outside a ``TimeLimit``). Gymnasium refuses registered wrappers beside a
   ``vector_entry_point``, so it is not applied by ``gym.make``.
+- :func:`scripted`: a scripted policy that reads the task, for either view;
 - :func:`run_episode`, :func:`lockstep_episodes` (many envs at once, their simulator
   calls batched) and :func:`feedback_of_each_action` (try every discrete action from
   one seed) for adapters, baselines, the CLI and tests alike.
@@ -128,6 +129,25 @@ class RecordEpisode(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.last_result = self._tally.result()
             info = {**info, keys.EPISODE: self.last_result.as_info()}
         return obs, reward, terminated, truncated, info
+
+
+def scripted(choose: Callable[[Any], "int | str"]) -> Callable[[gym.Env], Policy]:
+    """A scripted policy for either view: ``choose(task_env)`` reads the (unwrapped) task and
+    names a candidate reply, by its index or its text; the factory gives each env its
+    ``(obs, info) -> action``: the index in the discrete view, the text in the text view."""
+
+    def factory(env: gym.Env) -> Policy:
+        base = env.unwrapped
+
+        def act(obs: Any, info: dict) -> Any:
+            pick = choose(base)
+            if base.interface == "discrete":
+                return pick if not isinstance(pick, str) else list(base.candidate_replies()).index(pick)
+            return pick if isinstance(pick, str) else base.candidate_replies()[int(pick)]
+
+        return act
+
+    return factory
 
 
 def run_episode(env: gym.Env, policy: Policy, seed: int | None, max_steps: int = 1000) -> EpisodeResult:
