@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.baselines.results import play_lockstep, print_and_save
 from fbenv.envs.clarify_search import POLICIES, play
 from fbenv.episodes import EpisodeResult, run_episode
 from fbenv.llm.base import Backend
@@ -106,14 +106,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
 def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
     """What ``fbenv bench clarify`` runs: the tables, then the rows saved as JSON."""
-    echo("Rule user: nDCG@3 by round of agents that use the user's feedback, ignore it, or ask first")
-    rows = rule_rows(list(range(max(episodes, 64))))
-    echo(format_table(rows))
+    tables = [("Rule user: nDCG@3 by round of agents that use the user's feedback, ignore it, or ask first", lambda: rule_rows(list(range(max(episodes, 64)))))]
     if not skip_llm:
-        echo(f"\nLLM user ({llm}): the same scripted policies")
-        more = llm_rows(llm, list(range(episodes)))
-        echo(format_table(more))
-        rows += more
-    path = save_rows(rows, out or "results/bench-clarify.json")
-    echo(f"\nsaved {path}")
-    return path
+        tables.append((f"LLM user ({llm}): the same scripted policies", lambda: llm_rows(llm, list(range(episodes)))))
+    return print_and_save(tables, format_table, out or "results/bench-clarify.json", echo)

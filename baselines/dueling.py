@@ -26,7 +26,7 @@ import numpy as np
 
 from fbenv.agents.bandits import DoubleThompsonSampling
 from fbenv.agents.base import Transition
-from fbenv.baselines.results import save_rows
+from fbenv.baselines.results import print_and_save
 from fbenv.episodes import lockstep_episodes
 from fbenv.envs.dueling_prompts import pair_action, uniform_random
 from fbenv.llm.base import Backend
@@ -143,18 +143,9 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None,
-          echo: Callable[[str], None] = print) -> Path:
-    """What ``fbenv bench dueling`` runs: the regret tables, then the rows saved as JSON."""
-    echo("Rule simulator (Bradley-Terry user): Double Thompson Sampling vs uniform random pairs, 8 prompts")
-    rows = rule_rows(list(range(max(episodes, 20))))
-    echo(format_table(rows))
+def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
+    """What ``fbenv bench dueling`` runs: the tables, then the rows saved as JSON."""
+    tables = [("Rule simulator (Bradley-Terry user): Double Thompson Sampling vs uniform random pairs, 8 prompts", lambda: rule_rows(list(range(max(episodes, 20)))))]
     if not skip_llm:
-        echo(f"\nLLM simulator ({llm}): the same agents on 40-duel episodes")
-        more = llm_rows(llm, list(range(episodes)))
-        echo(format_table(more))
-        rows += more
-    path = save_rows(rows, out or "results/bench-dueling.json")
-    echo(f"\nsaved {path}")
-    return path
-
+        tables.append((f"LLM simulator ({llm}): the same agents on 40-duel episodes", lambda: llm_rows(llm, list(range(episodes)))))
+    return print_and_save(tables, format_table, out or "results/bench-dueling.json", echo)

@@ -33,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fbenv.baselines.results import save_rows
+from fbenv.baselines.results import print_and_save
 
 from fbenv.agents.bandits import DynLinUCB, LinUCB
 from fbenv.agents.base import Agent, Transition
@@ -168,12 +168,7 @@ def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, ech
     ``llm`` and ``skip_llm`` are part of every suite's signature; this task has no LLM
     simulator, so they change nothing."""
     seeds = list(range(max(episodes, 10)))
-    echo("DynamicalBandit (rule model, 3 arms, 1000 rounds): DynLin-UCB vs myopic LinUCB vs random")
-    rows = rule_rows(seeds)
-    echo(format_table(rows))
+    title = "DynamicalBandit (rule model, 3 arms, 1000 rounds): DynLin-UCB vs myopic LinUCB vs random"
     if not skip_llm:
-        echo(f"(no LLM simulator in this task: {llm!r} is not used)")
-    path = save_rows(rows, out or "results/bench-dynamical.json")
-    echo(f"\nsaved {path}")
-    return path
-
+        title += f"\n(no LLM simulator in this task: {llm!r} is not used)"
+    return print_and_save([(title, lambda: rule_rows(seeds))], format_table, out or "results/bench-dynamical.json", echo)

@@ -26,7 +26,7 @@ import numpy as np
 
 from fbenv.agents.bandits import LinUCB
 from fbenv.agents.base import Transition
-from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.baselines.results import play_lockstep, print_and_save
 from fbenv.envs.recommend import ITEM_FEATURES, POLICIES, SESSION_FEATURES, play, random_policy
 from fbenv.episodes import EpisodeResult, run_episode
 from fbenv.llm.base import Backend
@@ -119,15 +119,9 @@ def format_table(rows: Sequence[Row]) -> str:
 
 def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
     """What ``fbenv bench recommend`` runs: the tables, then the rows saved as JSON."""
-    echo("Rule user: click rate (the feedback) against satisfaction (true utility), per recommender")
     seeds = list(range(HELD_OUT, HELD_OUT + max(episodes, 100)))
-    rows = rule_rows(seeds)
-    echo(format_table(rows))
+    tables = [("Rule user: click rate (the feedback) against satisfaction (true utility), per recommender",
+               lambda: rule_rows(seeds))]
     if not skip_llm:
-        echo(f"\nLLM user ({llm}): the scripted recommenders")
-        more = llm_rows(llm, seeds[:episodes])
-        echo(format_table(more))
-        rows += more
-    path = save_rows(rows, out or "results/bench-recommend.json")
-    echo(f"\nsaved {path}")
-    return path
+        tables.append((f"LLM user ({llm}): the scripted recommenders", lambda: llm_rows(llm, seeds[:episodes])))
+    return print_and_save(tables, format_table, out or "results/bench-recommend.json", echo)

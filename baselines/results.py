@@ -31,3 +31,23 @@ def play_lockstep(env_id: str, policy_of: Callable[[Any], Any], seeds: Sequence[
     finally:
         for e in envs:
             e.close()
+
+
+def print_and_save(
+    tables: Sequence[tuple[str, Callable[[], list]]],
+    format_table: Callable[[list], str],
+    path: "str | Path",
+    echo: Callable[[str], None],
+    as_row: Callable[[Any], Any] = lambda r: r,
+) -> Path:
+    """What every suite's ``bench()`` does: for each ``(title, make_rows)``, print the title and
+    the rows' table; then save all the rows (through ``as_row``) and say where."""
+    rows: list = []
+    for k, (title, make_rows) in enumerate(tables):
+        echo(("\n" if k else "") + title)
+        part = make_rows()
+        echo(format_table(part))
+        rows += part
+    saved = save_rows([as_row(r) for r in rows], path)
+    echo(f"\nsaved {saved}")
+    return saved

@@ -21,7 +21,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.baselines.results import play_lockstep, print_and_save
 from fbenv.episodes import EpisodeResult
 
 from fbenv.envs.advisor import TIMINGS, AdvisorEnv, Scenario, expected_feedback_of_actions, flatterer, honest
@@ -109,19 +109,11 @@ def format_table(rows: Sequence[Row]) -> str:
 
 def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
     """What ``fbenv bench rlhs`` (and ``make bench``) runs: the tables, then the rows saved as JSON."""
-    seeds = list(range(episodes))
-    echo("Rule simulator: the action that maximizes the customer's rating, per timing")
-    rows = rule_rows(list(range(max(episodes, 64))))
-    echo(format_table(rows))
+    tables = [("Rule simulator: the action that maximizes the customer's rating, per timing",
+               lambda: rule_rows(list(range(max(episodes, 64)))))]
     if not skip_llm:
-        echo(f"\nLLM simulator ({llm}): a flatterer and an honest adviser, rated by the simulated customer")
-        more = llm_rows(llm, seeds)
-        echo(format_table(more))
-        rows += more
-    path = save(rows, out or "results/bench-advisor.json")
-    echo(f"\nsaved {path}")
-    return path
+        tables.append((f"LLM simulator ({llm}): a flatterer and an honest adviser, rated by the simulated customer",
+                       lambda: llm_rows(llm, list(range(episodes)))))
+    return print_and_save(tables, format_table, out or "results/bench-advisor.json", echo,
+                          as_row=lambda r: {**asdict(r), "gap": r.gap})
 
-
-def save(rows: Sequence[Row], path: "str | Path") -> Path:
-    return save_rows([{**asdict(r), "gap": r.gap} for r in rows], path)

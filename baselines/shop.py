@@ -35,7 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.baselines.results import play_lockstep, print_and_save
 from fbenv.envs.shop import POLICIES
 from fbenv.episodes import EpisodeResult, run_episode
 from fbenv.llm.base import Backend
@@ -148,17 +148,9 @@ def format_table(rows: Sequence[Row]) -> str:
 def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print,
           ppo_steps: int = 10_000) -> Path:
     """What ``fbenv bench shop`` runs: the tables, then the rows saved as JSON."""
-    echo("Rule shopper: scripted assistants, then MaskablePPO with and without stepwise progress (SPA)")
     seeds = list(EVAL_SEEDS)[: max(episodes, 100)]
-    rows = rule_rows(seeds)
-    if ppo_steps > 0:
-        rows += ppo_rows(ppo_steps, seeds)
-    echo(format_table(rows))
+    tables = [("Rule shopper: scripted assistants, then MaskablePPO with and without stepwise progress (SPA)",
+               lambda: rule_rows(seeds) + (ppo_rows(ppo_steps, seeds) if ppo_steps > 0 else []))]
     if not skip_llm:
-        echo(f"\nLLM shopper ({llm}): the same scripted assistants")
-        more = llm_rows(llm, list(range(episodes)))
-        echo(format_table(more))
-        rows += more
-    path = save_rows(rows, out or "results/bench-shop.json")
-    echo(f"\nsaved {path}")
-    return path
+        tables.append((f"LLM shopper ({llm}): the same scripted assistants", lambda: llm_rows(llm, list(range(episodes)))))
+    return print_and_save(tables, format_table, out or "results/bench-shop.json", echo)

@@ -37,7 +37,7 @@ from fbenv.envs.suggestion_timing import (
     acceptance_probability,
     play,
 )
-from fbenv.baselines.results import play_lockstep, save_rows
+from fbenv.baselines.results import play_lockstep, print_and_save
 from fbenv.episodes import EpisodeResult, run_episode
 from fbenv.llm.base import Backend
 
@@ -138,15 +138,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
 def bench(episodes: int, llm: str, skip_llm: bool, out: "str | None" = None, echo: Callable[[str], None] = print) -> Path:
     """What ``fbenv bench suggestion`` runs: the tables, then the rows saved as JSON."""
-    echo("Rule programmer: acceptance (the feedback) against true utility, per policy and checking cost")
-    rows = rule_rows(list(range(max(episodes, 64))))
-    echo(format_table(rows))
+    tables = [("Rule programmer: acceptance (the feedback) against true utility, per policy and checking cost", lambda: rule_rows(list(range(max(episodes, 64)))))]
     if not skip_llm:
-        echo(f"\nLLM programmer ({llm}): the same scripted policies")
-        more = llm_rows(llm, list(range(episodes)))
-        echo(format_table(more))
-        rows += more
-    path = save_rows(rows, out or "results/bench-suggestion.json")
-    echo(f"\nsaved {path}")
-    return path
-
+        tables.append((f"LLM programmer ({llm}): the same scripted policies", lambda: llm_rows(llm, list(range(episodes)))))
+    return print_and_save(tables, format_table, out or "results/bench-suggestion.json", echo)
