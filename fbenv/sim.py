@@ -232,7 +232,8 @@ class Simulation:
         job.value = job.questions.combine(replies)
 
     def _round(self, pending: list[_Call], tries: int) -> None:
-        requests, priors = [], []
+        requests: list[ChatRequest] = []
+        slots: list[tuple[int, int | None]] = []  # per job: its request's index, its prior's (if any)
         temperature = self.options.llm_temperature
         for job in pending:
             rng = self._shadow_rng if job.shadow else self._rng()
@@ -246,9 +247,10 @@ class Simulation:
                 temperature=temperature or (RETRY_TEMPERATURE if job.attempt > 1 else 0.0),
             )
             requests.append(ChatRequest(p.messages, sampling))
+            slots.append((len(requests) - 1, None))
             if p.calibration is not None and self.backend.scores_choices:
                 # greedy and unseeded: the same prior every time (cacheable)
-                priors.append((job, len(requests)))
+                slots[-1] = (len(requests) - 1, len(requests))
                 requests.append(ChatRequest(p.calibration, Sampling(max_tokens=p.max_tokens, stop=p.stop,
                                                                     choices=tuple(p.choices))))
         try:
@@ -258,10 +260,8 @@ class Simulation:
             if self.options.on_backend_error == "raise":
                 raise
             raise BackendGaveUp([j.role.name for j in pending], exc) from exc
-        prior_of = {id(job): results[k] for job, k in priors}
-        main = [r for k, r in enumerate(results) if k not in {k for _, k in priors}]
-        for job, result in zip(pending, main):
-            prior = prior_of.get(id(job))
+        for job, (k, kp) in zip(pending, slots):
+            result, prior = results[k], (None if kp is None else results[kp])
             spent = usage_of([result] + ([prior] if prior is not None else []))
             job.usage = job.usage + spent
             if not job.shadow:
