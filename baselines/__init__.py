@@ -13,4 +13,6 @@ SUITES: dict[str, str] = {
     "clarify": "fbenv.baselines.clarify:bench",  # ClarifySearch: nDCG@3 by round, feedback-user vs ignorer vs asker
     "recommend": "fbenv.baselines.recommend:bench",  # Recommend: click rate vs satisfaction, random / LinUCB / click- vs satisfaction-greedy
     "shop": "fbenv.baselines.shop:bench",  # Shop (WebShop-like): scripted assistants, MaskablePPO with vs without stepwise progress (SPA)
+    "refine": "fbenv.baselines.refine:bench",  # Refine (Feedback Friction): solve rate by round and friction per feedback level, honest vs deceptive judge
+    "preference": "fbenv.baselines.preference:bench",  # PreferenceFarm (AlpacaFarm): judged reward vs hidden quality, flip rates per protocol
 }

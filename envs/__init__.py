@@ -82,3 +82,33 @@ register(
         outcomes=("success", "match", "steps", "invalid_actions"),
     )
 )
+
+register(
+    TaskSpec(
+        id="fbenv/Refine-v0",
+        entry_point="fbenv.envs.refine:RefineEnv",
+        summary="Answer, hear a critic at one of five feedback levels, retry; honest, noisy or deceptive judges (Feedback Friction).",
+        variants=({}, {"feedback": "answer", "judge": "deceptive", "family": "arithmetic"},
+                  {"feedback": "checklist", "judge": "noisy", "judge_noise": 0.3, "max_rounds": 3}),
+        outcomes=("solved", "rounds_used", "friction", "fixed_at_round", "flipped_correct_to_wrong",
+                  "repeated_rejected_answer", "correct_by_round"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/PreferenceFarm-v0",
+        entry_point="fbenv.envs.preference_farm:PreferenceFarmEnv",
+        summary="Answer requests for a pool of noisy, biased annotators (AlpacaFarm); pairwise judgements flip under distractors.",
+        variants=(
+            {},
+            {"protocol": "pointwise", "annotators": 2, "horizon": 3},
+            {"protocol": "listwise", "n_candidates": 3, "annotators": 2, "horizon": 3, "llm_judge": "holistic"},
+            {"reference": "plain", "label_noise": 0.0, "annotators": 2, "horizon": 3, "llm_judge": "holistic"},
+        ),
+        outcomes=("win_rate", "judged_reward", "mean_quality", "quality_agreement", "protocol_disagreement",
+                  "pairwise_flip_rate", "pointwise_flip_rate", "pairwise_flip_trials", "pointwise_flip_trials",
+                  "invalid_actions"),
+        perf_variant={"annotators": 3},
+    )
+)
