@@ -1,4 +1,4 @@
-"""The ``fbenv`` command: ``list``, ``info ENV``, ``play ENV``, ``perf``, ``fidelity ENV``, ``bench``.
+"""The ``fbenv`` command: ``list``, ``info ENV``, ``play ENV``, ``perf``, ``fidelity ENV``, ``bench``, ``report``.
 
 Every command resolves envs through the registry; a typo in an id or option is a one-line
 typed error with the closest valid name, not a traceback.
@@ -254,19 +254,46 @@ def bench(
     episodes: int = typer.Option(16, min=1, help="seeds per cell"),
     llm: str = typer.Option("embedded", help="backend spec of the LLM-simulated people"),
     skip_llm: bool = typer.Option(False, help="rule simulators only"),
-    out: str = typer.Option("", help="where the rows are saved as JSON (default: the suite's own file under results/)"),
+    out: str = typer.Option("", help="where the rows are saved as JSON (default: the suite's own file under results/); "
+                            "with --suite, the run directory"),
+    grid_suite: str = typer.Option("", "--suite", help="a harness suite: quick, full or a TOML path "
+                                   "(one SQLite row per episode, a report at the end)"),
+    resume: str = typer.Option("", help="continue the harness run in this directory"),
+    repeats: int = typer.Option(1, min=1, help="with --suite: play every (cell, seed) this many times"),
+    workers: int = typer.Option(1, min=1, help="with --suite: local worker processes"),
 ) -> None:
-    """A benchmark suite; the default, rlhs, is Advisor under foresight, partial and full hindsight."""
+    """A benchmark suite; the default, rlhs, is Advisor under foresight, partial and full hindsight.
+    With --suite (or --resume), the grid harness of fbenv.baselines.harness."""
     import importlib
 
     from fbenv.errors import UnknownNameError
 
+    if grid_suite or resume:
+        from fbenv.baselines.harness import bench as run_grid
+
+        run_grid(grid_suite, out=out or None, resume=resume or None, repeats=repeats, workers=workers, llm=llm,
+                 skip_llm=skip_llm, echo=typer.echo)
+        return
     suites = importlib.import_module("fbenv.baselines").SUITES
     if suite not in suites:
         raise UnknownNameError("bench suite", suite, suites)
     module, _, fn = suites[suite].partition(":")
     run = getattr(importlib.import_module(module), fn)
     run(episodes, llm, skip_llm, out or None, typer.echo)
+
+
+@app.command()
+@_friendly
+def report(
+    run_dir: str = typer.Argument(..., help="a directory written by `fbenv bench --suite`"),
+    mix_fingerprints: bool = typer.Option(False, help="put rows from different feedback sources in one column"),
+    plots: bool = typer.Option(True, help="a bar chart per task (matplotlib)"),
+) -> None:
+    """Leaderboard (Markdown, CSV) and charts of a bench run."""
+    from fbenv.baselines.report import write_report
+
+    paths = write_report(run_dir, mix_fingerprints=mix_fingerprints, plots=plots, echo=typer.echo)
+    typer.echo(paths["md"].read_text())
 
 
 def main() -> None:  # pragma: no cover - console entry point
