@@ -15,4 +15,6 @@ SUITES: dict[str, str] = {
     "shop": "fbenv.baselines.shop:bench",  # Shop (WebShop-like): scripted assistants, MaskablePPO with vs without stepwise progress (SPA)
     "refine": "fbenv.baselines.refine:bench",  # Refine (Feedback Friction): solve rate by round and friction per feedback level, honest vs deceptive judge
     "preference": "fbenv.baselines.preference:bench",  # PreferenceFarm (AlpacaFarm): judged reward vs hidden quality, flip rates per protocol
+    "deceptive_judge": "fbenv.baselines.deceptive_judge:bench",  # DeceptiveJudge (WAFER-QA game): flip and fix rates per round per scripted judge
+    "actor_critic": "fbenv.baselines.actor_critic:bench",  # ActorCritic (Critique-RL): verdict accuracy and helpfulness of scripted critics vs the rule actor
 }

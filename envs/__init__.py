@@ -112,3 +112,29 @@ register(
         perf_variant={"annotators": 3},
     )
 )
+
+register(
+    TaskSpec(
+        id="fbenv/DeceptiveJudge-v0",
+        entry_point="fbenv.envs.deceptive_judge:DeceptiveJudgeEnv",
+        summary="A judge (helpful or deceptive, with or without the key) talks a simulated solver into or out of its answer.",
+        multi_agent=True,
+        variants=({}, {"intent": "helpful", "knowledge": "none", "family": "facts"},
+                  {"intent": "helpful", "judge_level": "answer", "solver_accuracy": 0.0}),
+        outcomes=("final_correct", "target_reached", "flip_rate", "fix_rate", "flips", "right_rounds", "fixes",
+                  "wrong_rounds", "rounds_used", "accepted", "correct_by_round"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/ActorCritic-v0",
+        entry_point="fbenv.envs.actor_critic:ActorCriticEnv",
+        summary="An actor answers in steps, a critic gives a verdict and names a step, the actor refines (Critique-RL).",
+        multi_agent=True,
+        variants=({}, {"max_rounds": 2, "family": "arithmetic", "critic_noise": 0.0, "discrimination_weight": 0.5},
+                  {"family": "checklist", "actor_skill": 0.0, "sway": 0.0, "fix_rate": 1.0}),
+        outcomes=("solved", "first_correct", "rounds_used", "critiques", "verdict_accuracy", "located", "helpfulness",
+                  "fixed", "broken", "correct_by_round", "invalid_answers", "invalid_critiques"),
+    )
+)
