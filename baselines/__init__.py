@@ -17,4 +17,5 @@ SUITES: dict[str, str] = {
     "preference": "fbenv.baselines.preference:bench",  # PreferenceFarm (AlpacaFarm): judged reward vs hidden quality, flip rates per protocol
     "deceptive_judge": "fbenv.baselines.deceptive_judge:bench",  # DeceptiveJudge (WAFER-QA game): flip and fix rates per round per scripted judge
     "actor_critic": "fbenv.baselines.actor_critic:bench",  # ActorCritic (Critique-RL): verdict accuracy and helpfulness of scripted critics vs the rule actor
+    "scoped": "fbenv.baselines.scoped_feedback:bench",  # ScopedFeedback (C3PO, PrefEval): adherence vs overgeneralization per policy, adherence by distance
 }

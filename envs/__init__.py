@@ -138,3 +138,18 @@ register(
                   "fixed", "broken", "correct_by_round", "invalid_answers", "invalid_critiques"),
     )
 )
+
+register(
+    TaskSpec(
+        id="fbenv/ScopedFeedback-v0",
+        entry_point="fbenv.envs.scoped_feedback:ScopedFeedbackEnv",
+        summary="Apply a user's standing verbal feedback inside its scope only, turns later (C3PO, PrefEval).",
+        variants=(
+            {},
+            {"reveal": "implicit", "distance": 0, "horizon": 3, "n_candidates": 2},
+            {"distance": 12, "horizon": 4, "n_candidates": 6},
+        ),
+        outcomes=("adherence", "overgeneralization", "judged_satisfaction", "mean_utility", "in_scope_requests",
+                  "out_of_scope_requests", "adherence_by_distance", "invalid_actions"),
+    )
+)
