@@ -110,22 +110,25 @@ when nothing is withheld).
 
 The LLM shopper phrases the instruction by choosing among the same three templated
 phrasings (scored choices; every phrasing states the same facts, so the choice is style,
-not content). It answers a question about the size or the colour through belief
-questions about its own need, one per value the catalogue has for it ("The backpack you
-want has size 20 litre." with the statements "The backpack I want has size 30 litre." /
-"The backpack I want does not have size 30 litre."), calibrated against the same
-question about ``N/A``; the rule picks the value it believes most (ties: the first).
-The need is what the shopper itself knows, never the catalogue or the product. A
+not content). It answers a question about the size or the colour with one scored choice
+among the values the catalogue has for it, each as the sentence the shopper would say
+("The backpack I want has size 30 litre."), after its own need ("The backpack you want has
+size 20 litre."), calibrated against the same question about ``N/A``. (Belief questions,
+one per value, failed here: SmolLM2-135M took every "has size ..." statement as borne out
+and named the right size 0 times in 19; the choice among the sentences names it 19 times
+in 19.) The need is what the shopper itself knows, never the catalogue or the product. A
 question about the budget is answered by the rule (a number the shopper states as it
-is). A reply that is neither statement is read as either statement or yes/no;
-otherwise ``on_parse_error`` applies.
+is). A free reply is read when it names exactly one of the values; otherwise
+``on_parse_error`` applies.
 
 ``fbenv fidelity`` plays an oracle shopper's assistant (asks, searches for everything
 it knows, opens the best-fitting result, selects the stated colour and the size it was
 told, buys), a first-result one (searches the category, buys the first result as it
 comes) and random valid actions. Its direction, the oracle's mean match minus the
 first-result one's, is expected > 0; with an LLM shopper it shrinks when the shopper
-names the wrong size.
+names the wrong size. Embedded SmolLM2-135M, 10 seeds: the shopper's answers agree with
+the rule's 19 of 19 times (floor 0.11), reward Spearman 1.00, direction +0.54 as under
+the rule (with the per-value belief questions it was +0.34).
 
 ## Version history
 
@@ -149,7 +152,7 @@ from fbenv.errors import check_choice, check_int
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
 from fbenv.llm.base import Message
-from fbenv.roles import Prompt, Questions, Reply, Role, belief
+from fbenv.roles import Prompt, Role
 from fbenv.truth import StepResult, Truth
 
 CATALOGUE_SEED = 20240611
@@ -383,7 +386,7 @@ class ClarifyRole(Role[Question, Said]):
         value = {"size": g.size, "colour": g.colour, "budget": str(g.budget)}.get(topic)
         return Said(topic, value)
 
-    def prompt(self, ctx: Question) -> Questions[Said] | None:
+    def prompt(self, ctx: Question) -> Prompt[Said] | None:
         g, topic = ctx.goal, answer_topic(ctx)
         if topic not in ("size", "colour"):
             return None  # the budget is a number the shopper states as it is; "nothing else" needs no model
@@ -394,19 +397,21 @@ class ClarifyRole(Role[Question, Said]):
         else:
             values, mine = COLOURS, g.colour
             fact = "the colour"
-        context = f"The {cat} you want has {fact} {mine}."
-        prompts = tuple(
-            belief(context, f"Which {topic} do you want?", holds=f"The {cat} I want has {fact} {v}.",
-                   fails=f"The {cat} I want does not have {fact} {v}.",
-                   system="You are a shopper answering the shop assistant's question about what you want.")
-            for v in values
-        )
+        # One scored choice among the values, each stated as the sentence the shopper would say:
+        # the 135M model copies the one its need states. (Belief questions, one per value, read
+        # every "has size ..." statement as borne out and agreed with the rule 0 of 19 times.)
+        statements = {f"The {cat} I want has {fact} {v}.": Said(topic, v) for v in values}
 
-        def combine(replies: Sequence[Reply]) -> Said:
-            beliefs = [float(r.expected) for r in replies]
-            return Said(topic, values[int(np.argmax(beliefs))])
+        def messages(text: str) -> tuple[Message, ...]:
+            return (Message("system", "You are a shopper answering the shop assistant's question about what you want."),
+                    Message("user", f"{text}\n\nWhich {topic} do you want? Answer with one sentence."))
 
-        return Questions(prompts, combine)
+        def parse(text: str) -> Said | None:
+            named = [v for v in values if re.search(rf"(?<![\w.]){re.escape(v)}(?!\w)", text, re.I)]
+            return Said(topic, named[0]) if len(named) == 1 else None
+
+        return Prompt(messages(f"The {cat} you want has {fact} {mine}."), choices=statements, parse=parse,
+                      max_tokens=24, stop=("\n",), calibration=messages("N/A"))
 
     def agreement(self, value: Said) -> Any:
         return value.value

@@ -276,15 +276,13 @@ def test_a_faithful_reader_answers_like_the_rule_shopper():
             assert a.text == b.text and b.simulator == "llm" and b.fallback is None
 
 
-def test_llm_shopper_asks_one_calibrated_belief_per_value_of_its_own_need():
+def test_llm_shopper_chooses_among_its_values_in_one_calibrated_question():
     g = goal(6)
-    prompts = S.CLARIFY.prompt(S.Question(g, "size", True)).prompts
+    p = S.CLARIFY.prompt(S.Question(g, "size", True))
     sizes = S.CATEGORIES[g.category].sizes
-    assert len(prompts) == len(sizes)
-    for p, v in zip(prompts, sizes):
-        assert p.calibration is not None and list(p.choices.values()) == [1.0, 0.0]
-        assert v in list(p.choices)[0] and g.size in p.messages[-1].content
-        assert g.target not in p.messages[-1].content and str(g.budget) not in p.messages[-1].content
+    assert p.calibration is not None and [s.value for s in p.choices.values()] == list(sizes)
+    assert all(v in c for c, v in zip(p.choices, sizes)) and g.size in p.messages[-1].content
+    assert g.target not in p.messages[-1].content and str(g.budget) not in p.messages[-1].content
     assert S.CLARIFY.prompt(S.Question(g, "budget", True)) is None  # the rule states the number
 
 
@@ -298,7 +296,10 @@ def test_a_blind_shopper_names_the_first_size_and_the_oracle_pays_for_it():
 
 
 def test_free_text_replies_parse_and_unreadable_ones_follow_the_policy():
-    env = make(simulator="llm", llm=ScriptedBackend([(r"has size", "yes")], default="mmm"))
+    rule = make()
+    rule.reset(seed=0)
+    size = rule.unwrapped.task.size
+    env = make(simulator="llm", llm=ScriptedBackend([(r"Which size", f"I need {size}, please.")], default="mmm"))
     env.reset(seed=0)
     _, _, _, truncated, info = env.step("ask[size?]")
     assert not truncated and info["feedback"][0].parsed

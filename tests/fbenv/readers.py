@@ -12,7 +12,9 @@ class Reader(Backend):
 
     Two-statement requests ("The X has Y." / "The X does not have Y.") get the negation
     when the text says it, the claim when the text says that, and an even split otherwise
-    (the content-free prompt included). Any other choice request gets its first choice.
+    (the content-free prompt included). A request among several "... has X." statements gets
+    the one whose "has X" the text states (the person's own sentence, as a model copies it),
+    an even split when none or several are stated; any other choice request gets its first choice.
     """
 
     spec = model = "reader"
@@ -36,6 +38,11 @@ class Reader(Backend):
                     probs = np.array([0.1, 0.9])
                 elif claim in context:
                     probs = np.array([0.9, 0.1])
+            elif choices and all(" has " in c for c in choices):
+                stated = [float("has " + c.lower().rstrip(".").split(" has ", 1)[1] in context) for c in choices]
+                if sum(stated) == 1:  # else (the content-free prompt too) an even split
+                    probs = np.array([0.9 if x else 0.1 for x in stated])
+                    probs /= probs.sum()
             elif choices:
                 probs = np.array([1.0] + [1e-6] * (len(choices) - 1))
                 probs /= probs.sum()
