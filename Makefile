@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: test test-fast bench perf install system clean
 
 # System packages: bubblewrap isolates agent code (fbenv.sandbox falls back, with a warning, to
-# rlimits where it cannot be installed or run).
+# rlimits where it cannot be installed or run); headless chromium renders the bench report.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system:
 	@command -v bwrap >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq bubblewrap; } \
 		|| echo "warning: bubblewrap is missing; the code sandbox falls back to rlimits"
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } \
+		|| echo "warning: chromium is missing; the report rendering test is skipped"
 
 install: system $(STAMP)
 

@@ -27,7 +27,20 @@ Every episode is one row of ``RUN_DIR/results.sqlite`` (:mod:`fbenv.baselines.st
 keyed by ``(cell, seed, repeat)``; ``RUN_DIR/run.json`` keeps the expanded cells, so
 ``--resume RUN_DIR`` plays exactly the episodes not yet recorded. An episode depends only
 on its cell, seed and repeat (the env is reset with the seed; the agent's randomness comes
-from ``(seed, repeat)``), so the rows do not depend on how many worker processes play them.
+from ``(seed, repeat)``), so the rows do not depend on how many worker processes play them,
+nor on the executor: local processes (``workers``) or a Ray cluster (``executor="ray"``,
+whose worker processes each keep their own shared LLM backends, as a local worker does).
+
+A cell whose people are LLM-simulated plays its pending episodes in **lockstep**: up to
+``lockstep`` episodes at once in threads, their simulator calls merged into batched backend
+calls (:class:`fbenv.llm.batching.BatchGroup`, as ``fbenv.vector`` does); each episode keeps
+its own env, so its row is the one it would have had alone.
+
+Besides its row, an episode may leave **details** (``RUN_DIR/results.sqlite``, table
+``details``, written in the row's transaction): the learning curve of an agent that learns
+(a bandit's reward by step of its scored episode, PPO's training returns by timestep) and,
+for the first ``TRANSCRIPTS`` seeds of a cell, its transcript with the feedback records of
+each step, for the HTML report.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import inspect
 import json
 import math
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,6 +75,10 @@ BANDITS = {"epsilon_greedy": "EpsilonGreedy", "ucb1": "UCB1", "thompson": "Thomp
 PROMPTING = {"zero_shot": "ZeroShotAgent", "reflexion": "ReflexionAgent"}
 AGENTS = ("random", "probe:<policy>", *BANDITS, "ppo", *PROMPTING)
 WARMUP_SEED = 1_000_000  # training episodes play seeds from here: never a scored seed
+TRANSCRIPTS = 2  # seeds per cell whose episode (repeat 0) keeps its transcript
+TRANSCRIPT_STEPS = 40  # steps kept per transcript (a bandit's hundreds of rounds are cut)
+TEXT_CHARS = 600  # characters kept per message or action text
+EXECUTORS = ("local", "ray")
 
 
 # ------------------------------------------------------------------ suites
@@ -316,25 +334,99 @@ def _random_policy(env: Any, rng: np.random.Generator) -> Callable[..., Any]:
     return act
 
 
-_trained: dict[str, Any] = {}  # per process: a learner trained once per cell
+_trained: dict[str, Any] = {}  # per process: a learner trained once per cell, with its training curve
+_train_lock = threading.Lock()
 
 
 def _ppo(cell: Cell) -> Any:
-    if cell.key not in _trained:
-        from stable_baselines3 import PPO
+    with _train_lock:  # lockstep threads of one cell share one training
+        if cell.key not in _trained:
+            from stable_baselines3 import PPO
+            from stable_baselines3.common.callbacks import BaseCallback
 
-        from fbenv.agents.sb3 import make_vec_env
+            from fbenv.agents.sb3 import make_vec_env
 
-        kw = dict(cell.agent_kwargs)
-        steps, train_seed = int(kw.pop("steps", 2048)), int(kw.pop("train_seed", 0))
-        env_kwargs = {k: v for k, v in cell.env_kwargs.items() if k != "interface"}
-        venv = make_vec_env(cell.env, n_envs=int(kw.pop("n_envs", 1)), seed=train_seed, **env_kwargs)
-        kw.setdefault("n_steps", min(512, steps))
-        kw.setdefault("batch_size", 64)
-        model = PPO("MlpPolicy", venv, seed=train_seed, device="cpu", verbose=0, **kw).learn(steps)
-        venv.close()
-        _trained[cell.key] = model
-    return _trained[cell.key]
+            kw = dict(cell.agent_kwargs)
+            steps, train_seed = int(kw.pop("steps", 2048)), int(kw.pop("train_seed", 0))
+            env_kwargs = {k: v for k, v in cell.env_kwargs.items() if k != "interface"}
+            venv = make_vec_env(cell.env, n_envs=int(kw.pop("n_envs", 1)), seed=train_seed, **env_kwargs)
+            kw.setdefault("n_steps", min(512, steps))
+            kw.setdefault("batch_size", 64)
+            curve: dict[str, list] = {"x": [], "y": [], "true": []}
+
+            class Curve(BaseCallback):
+                """Training episodes' return (and true utility) by timestep, from SB3's Monitor."""
+
+                def _on_step(self) -> bool:
+                    for info in self.locals.get("infos", ()):
+                        ep = info.get("episode")
+                        if ep is not None:
+                            curve["x"].append(int(self.num_timesteps))
+                            curve["y"].append(round(float(ep["r"]), 6))
+                            curve["true"].append(round(float(ep.get("episode_true_utility", math.nan)), 6))
+                    return True
+
+            model = PPO("MlpPolicy", venv, seed=train_seed, device="cpu", verbose=0, **kw)
+            model.learn(steps, callback=Curve())
+            venv.close()
+            _trained[cell.key] = (model, {"kind": "training", "x_label": "training step",
+                                          "y_label": "training episode return", **curve})
+        return _trained[cell.key]
+
+
+def _text(x: Any) -> str:
+    t = x if isinstance(x, str) else str(x)
+    return t if len(t) <= TEXT_CHARS else t[: TEXT_CHARS - 1] + "…"
+
+
+class _Trace:
+    """What an episode leaves besides its row: per-step rewards (for a learning curve) and,
+    when kept, the transcript with each step's feedback records."""
+
+    def __init__(self, curve: bool, transcript: bool):
+        self.rewards: list[float] | None = [] if curve else None
+        self.steps: list[dict[str, Any]] | None = [] if transcript else None
+        self.prompt: Any = None
+        self.messages: Any = None
+        self.total_steps = 0
+
+    def opened(self, info: Mapping[str, Any]) -> None:
+        if self.steps is not None:
+            self.prompt = [{**m, "content": _text(m.get("content", ""))} for m in info.get(keys.MESSAGES, [])][-6:]
+
+    def step(self, action: Any, reward: float, info: Mapping[str, Any], seat: str | None = None) -> None:
+        from fbenv.wrappers import to_jsonable
+
+        self.total_steps += 1
+        if self.rewards is not None and seat is None:
+            self.rewards.append(round(float(reward), 6))
+        if self.steps is not None and len(self.steps) < TRANSCRIPT_STEPS:
+            step = {"action": _text(info.get("action_text", action if isinstance(action, str) else to_jsonable(action))),
+                    "reward": float(reward), "true_utility": _plain(info.get(keys.TRUE_UTILITY, 0.0)),
+                    "feedback": [{k: (_text(v) if k in ("text", "raw") and v else v) for k, v in r.items()
+                                  if v is not None and k not in ("usage", "distribution")}
+                                 for r in to_jsonable(info.get(keys.FEEDBACK, ()))]}
+            if seat is not None:
+                step["seat"] = seat
+            if info.get(keys.FEEDBACK_ERROR):
+                step["feedback_error"] = _text(info[keys.FEEDBACK_ERROR])
+            self.steps.append(step)
+
+    def ended(self, info: Mapping[str, Any]) -> None:
+        if self.steps is not None:
+            self.messages = [{**m, "content": _text(m.get("content", ""))} for m in info.get(keys.MESSAGES, [])][-12:]
+
+    def details(self, cell: Cell, trained_curve: Mapping[str, Any] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if trained_curve is not None:
+            out["curve"] = dict(trained_curve)
+        elif self.rewards is not None:
+            out["curve"] = {"kind": "episode", "x_label": "step of the scored episode", "y_label": "feedback reward",
+                            "x": list(range(1, len(self.rewards) + 1)), "y": self.rewards}
+        if self.steps is not None:
+            out["transcript"] = {"prompt": self.prompt, "steps": self.steps, "total_steps": self.total_steps,
+                                 "messages": self.messages}
+        return out
 
 
 class _Learner:
@@ -343,23 +435,30 @@ class _Learner:
     def __init__(self, agent: Any):
         self.agent = agent
 
-    def episode(self, env: Any, seed: int, clip: tuple[float, float] | None) -> tuple[EpisodeTally, Mapping]:
+    def episode(self, env: Any, seed: int, clip: tuple[float, float] | None,
+                trace: _Trace | None = None) -> tuple[EpisodeTally, Mapping]:
         from fbenv.agents.base import Transition
 
         tally = EpisodeTally(seed, outcomes_of(env))
         obs, info = env.reset(seed=seed)
+        if trace is not None:
+            trace.opened(info)
         while True:
             action = self.agent.act(obs, info)
             next_obs, reward, terminated, truncated, info = env.step(action)
             tally.add(reward, terminated, truncated, info)
+            if trace is not None:
+                trace.step(action, reward, info)
             r = float(reward) if clip is None else min(max(float(reward), clip[0]), clip[1])
             self.agent.update(Transition(obs, action, r, next_obs, terminated, truncated, info))
             obs = next_obs
             if terminated or truncated:
+                if trace is not None:
+                    trace.ended(info)
                 return tally, info
 
 
-def _play_single(cell: Cell, env: gym.Env, seed: int, repeat: int) -> tuple[EpisodeResult, bool]:
+def _play_single(cell: Cell, env: gym.Env, seed: int, repeat: int, trace: _Trace) -> tuple[EpisodeResult, bool, Any]:
     kw = dict(cell.agent_kwargs)
     aseed = agent_seed(seed, repeat)
     if cell.agent in BANDITS or cell.agent in PROMPTING:
@@ -377,10 +476,11 @@ def _play_single(cell: Cell, env: gym.Env, seed: int, repeat: int) -> tuple[Epis
         learner = _Learner(agent)
         for k in range(warmup):
             learner.episode(env, WARMUP_SEED + 1000 * seed + k, clip)
-        tally, info = learner.episode(env, seed, clip)
-        return tally.result(), keys.IS_SUCCESS in info
+        tally, info = learner.episode(env, seed, clip, trace)
+        return tally.result(), keys.IS_SUCCESS in info, None
+    trained_curve = None
     if cell.agent == "ppo":
-        model = _ppo(cell)
+        model, trained_curve = _ppo(cell)
         policy = lambda obs, info: int(model.predict(obs, deterministic=True)[0])  # noqa: E731
     elif cell.agent == "random":
         policy = _random_policy(env, np.random.default_rng(aseed))
@@ -388,38 +488,69 @@ def _play_single(cell: Cell, env: gym.Env, seed: int, repeat: int) -> tuple[Epis
         policy = _probe(spec(cell.env)).policies[cell.agent.split(":", 1)[1]](env)
     tally = EpisodeTally(seed, outcomes_of(env))
     obs, info = env.reset(seed=seed)
+    trace.opened(info)
     while True:
-        obs, reward, terminated, truncated, info = env.step(policy(obs, info))
+        action = policy(obs, info)
+        obs, reward, terminated, truncated, info = env.step(action)
         tally.add(reward, terminated, truncated, info)
+        trace.step(action, reward, info)
         if terminated or truncated or tally.turns >= 10_000:
-            return tally.result(), keys.IS_SUCCESS in info
+            trace.ended(info)
+            return tally.result(), keys.IS_SUCCESS in info, trained_curve
 
 
-def _play_parallel(cell: Cell, env: Any, seed: int, repeat: int) -> tuple[EpisodeResult, bool]:
-    from fbenv.fidelity import _run_parallel
+def _run_parallel(env: Any, policy: Callable[..., Any], seed: int, trace: _Trace, max_cycles: int = 1000) -> EpisodeResult:
+    """One multi-agent episode (fbenv.fidelity's, with the trace): the result sums the
+    learnable seats' rewards and utilities."""
+    obs, infos = env.reset(seed=seed)
+    trace.opened(next(iter(infos.values()), {}))
+    results: dict[str, EpisodeResult] = {}
+    last: Mapping[str, Any] = {}
+    for _ in range(max_cycles):
+        if not env.agents:
+            break
+        actions = {a: policy(a, obs[a], infos[a]) for a in env.agents}
+        obs, rewards, _terms, _truncs, infos = env.step(actions)
+        for a, info in infos.items():
+            trace.step(actions.get(a), rewards.get(a, 0.0), info, seat=a)
+            last = info
+            if "episode_result" in info:
+                results[a] = EpisodeResult.from_info(info["episode_result"])
+    trace.ended(last)
+    parts = list(results.values())
+    return EpisodeResult(
+        seed=seed, reward=sum(r.reward for r in parts), true_utility=sum(r.true_utility for r in parts),
+        is_success=all(r.is_success for r in parts), turns=max((r.turns for r in parts), default=0),
+        terminated=all(r.terminated for r in parts), truncated=any(r.truncated for r in parts),
+        feedback_error=next((r.feedback_error for r in parts if r.feedback_error), None),
+        fallbacks=sum(r.fallbacks for r in parts), parse_failures=sum(r.parse_failures for r in parts),
+    )
 
+
+def _play_parallel(cell: Cell, env: Any, seed: int, repeat: int, trace: _Trace) -> tuple[EpisodeResult, bool, Any]:
     if cell.agent == "random":
         policy = _random_policy(env, np.random.default_rng(agent_seed(seed, repeat)))
     elif cell.agent.startswith("probe:"):
         policy = _probe(spec(cell.env)).policies[cell.agent.split(":", 1)[1]](env)
     else:
         raise InvalidArgumentError(f"bench: agent {cell.agent!r} plays single-agent tasks only, not {cell.env}")
-    return _run_parallel(env, policy, seed), False
+    return _run_parallel(env, policy, seed, trace), False, None
 
 
-def play(cell_dict: Mapping[str, Any], seed: int, repeat: int) -> dict[str, Any]:
-    """One episode of one cell: its results row (what the store records)."""
-    cell = Cell(**{**cell_dict, "seeds": tuple(cell_dict["seeds"])})
-    env = _make(cell)
+def _cell(cell_dict: Mapping[str, Any]) -> Cell:
+    return Cell(**{**cell_dict, "seeds": tuple(cell_dict["seeds"])})
+
+
+def _play(cell: Cell, env: Any, seed: int, repeat: int) -> dict[str, Any]:
+    """One episode of ``cell`` on ``env`` (made for it): its row, details under ``"details"``."""
+    keep = repeat == 0 and seed in cell.seeds[:TRANSCRIPTS]
+    trace = _Trace(curve=cell.agent in BANDITS, transcript=keep)
     start = time.perf_counter()
-    try:
-        if spec(cell.env).multi_agent:
-            result, has_success = _play_parallel(cell, env, seed, repeat)
-        else:
-            result, has_success = _play_single(cell, env, seed, repeat)
-        usage = getattr(getattr(_base(env), "sim", None), "episode_usage", None)
-    finally:
-        env.close()
+    if spec(cell.env).multi_agent:
+        result, has_success, trained_curve = _play_parallel(cell, env, seed, repeat, trace)
+    else:
+        result, has_success, trained_curve = _play_single(cell, env, seed, repeat, trace)
+    usage = getattr(getattr(_base(env), "sim", None), "episode_usage", None)
     seconds = time.perf_counter() - start
     fp = fingerprint(cell.env, cell.env_kwargs, cell.agent, cell.agent_kwargs)
     outcomes = {k: _plain(v) for k, v in result.outcomes.items()}
@@ -435,7 +566,43 @@ def play(cell_dict: Mapping[str, Any], seed: int, repeat: int) -> dict[str, Any]
         "prompt_tokens": int(getattr(usage, "prompt_tokens", 0)),
         "completion_tokens": int(getattr(usage, "completion_tokens", 0)),
         "seconds": seconds, "fingerprint": fingerprint_key(fp), "fingerprint_json": fp,
+        "details": trace.details(cell, trained_curve if keep else None),
     }
+
+
+def play(cell_dict: Mapping[str, Any], seed: int, repeat: int) -> dict[str, Any]:
+    """One episode of one cell: its results row (what the store records)."""
+    cell = _cell(cell_dict)
+    env = _make(cell)
+    try:
+        return _play(cell, env, seed, repeat)
+    finally:
+        env.close()
+
+
+def lockstep_ok(cell: Cell) -> bool:
+    """Whether the cell's episodes gain from lockstep: its people are LLM-simulated and its
+    agent calls no model of its own (a prompting agent's calls are not merged here)."""
+    return simulator_uses_llm(cell.env_kwargs.get("simulator", "rule")) and cell.agent not in PROMPTING
+
+
+def play_batch(cell_dict: Mapping[str, Any], episodes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Episodes ``(seed, repeat)`` of one cell: in lockstep (one env each, their simulator
+    calls batched) where :func:`lockstep_ok`, else one at a time. Rows in ``episodes`` order."""
+    cell = _cell(cell_dict)
+    if len(episodes) < 2 or not lockstep_ok(cell):
+        return [play(cell_dict, s, r) for s, r in episodes]
+    from fbenv.llm.batching import BatchGroup
+
+    if cell.agent == "ppo":
+        _ppo(cell)  # trained once, before the threads
+    envs = [_make(cell) for _ in episodes]
+    try:
+        group = BatchGroup(max_workers=len(envs))
+        return group.run([lambda e=e, s=s, r=r: _play(cell, e, s, r) for e, (s, r) in zip(envs, episodes)])
+    finally:
+        for e in envs:
+            e.close()
 
 
 def _plain(v: Any) -> Any:
@@ -504,38 +671,104 @@ def new_run(suite: str, out: "str | Path", repeats: int = 1, llm: str = "embedde
     return run
 
 
-def execute(run: Run, workers: int = 1, progress: bool = True, echo: Callable[[str], None] = print) -> int:
+def units(todo: Sequence[tuple[Cell, int, int]], lockstep: int = 16) -> list[tuple[Cell, list[tuple[int, int]]]]:
+    """The pending episodes as units of work: a lockstep cell's in groups of up to
+    ``lockstep`` (1: one at a time), every other episode alone."""
+    out: list[tuple[Cell, list[tuple[int, int]]]] = []
+    open_: dict[str, list[tuple[int, int]]] = {}
+    for c, s, r in todo:
+        if lockstep > 1 and lockstep_ok(c):
+            if c.key not in open_ or len(open_[c.key]) >= lockstep:
+                open_[c.key] = []
+                out.append((c, open_[c.key]))
+            open_[c.key].append((s, r))
+        else:
+            out.append((c, [(s, r)]))
+    return out
+
+
+class _Local:
+    """Units in this process (``workers=1``) or in spawned worker processes."""
+
+    def __init__(self, workers: int):
+        self.pool = ProcessPoolExecutor(workers, mp_context=_spawn()) if workers > 1 else None
+
+    def results(self, work: Sequence[tuple[Cell, list[tuple[int, int]]]]) -> Iterable[list[dict[str, Any]]]:
+        if self.pool is None:
+            for c, eps in work:
+                yield play_batch(c.as_dict(), eps)
+            return
+        futures = [self.pool.submit(play_batch, c.as_dict(), eps) for c, eps in work]
+        for f in as_completed(futures):
+            yield f.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+class _Ray:
+    """Units as Ray tasks: on the cluster at ``address`` (``"auto"``, ``"host:port"``,
+    ``"ray://host:10001"``), or the Ray instance this process already started, or a new
+    local one. Ray reuses its worker processes, so each keeps its LLM backends shared
+    across the episodes it plays, as a local worker process does."""
+
+    def __init__(self, address: str | None):
+        try:
+            import ray
+        except ImportError:
+            raise InvalidArgumentError("--executor ray: Ray is not installed (pip install 'fbenv[ray]')") from None
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+            self.started = True
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(play_batch)
+
+    def results(self, work: Sequence[tuple[Cell, list[tuple[int, int]]]]) -> Iterable[list[dict[str, Any]]]:
+        pending = [self.remote.remote(c.as_dict(), eps) for c, eps in work]
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            yield self.ray.get(done[0])
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def execute(run: Run, workers: int = 1, progress: bool = True, echo: Callable[[str], None] = print,
+            executor: str = "local", address: str | None = None, lockstep: int = 16) -> int:
     """Play every episode of ``run`` not yet in its store; one tqdm bar per grid. Returns the
-    number of episodes played now."""
+    number of episodes played now. ``executor``: ``"local"`` (``workers`` processes) or
+    ``"ray"`` (``address``); ``lockstep``: at most this many episodes of an LLM-simulated
+    cell play together (1: one at a time)."""
     from tqdm.auto import tqdm
 
     if workers < 1:
         raise InvalidArgumentError(f"--workers: expects >= 1, actual {workers}")
+    if executor not in EXECUTORS:
+        raise UnknownNameError("bench executor", executor, EXECUTORS)
+    if lockstep < 1:
+        raise InvalidArgumentError(f"--lockstep: expects >= 1, actual {lockstep}")
     store = Store(run.store_path)
     done = store.done()
     grids: dict[str, list[tuple[Cell, int, int]]] = {}
     for c, s, r in run.episodes():
         grids.setdefault(c.grid, []).append((c, s, r))
-    pool = ProcessPoolExecutor(workers, mp_context=_spawn()) if workers > 1 else None
+    runner = _Ray(address) if executor == "ray" else _Local(workers)
     played = 0
     try:
         for grid, items in grids.items():
             todo = [(c, s, r) for c, s, r in items if (c.key, s, r) not in done]
             bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=grid, unit="ep",
                        disable=not progress, dynamic_ncols=True, file=sys.stderr)
-            if pool is None:
-                for c, s, r in todo:
-                    played += store.add(play(c.as_dict(), s, r))
-                    bar.update()
-            else:
-                futures = [pool.submit(play, c.as_dict(), s, r) for c, s, r in todo]
-                for f in as_completed(futures):
-                    played += store.add(f.result())
-                    bar.update()
+            for rows in runner.results(units(todo, lockstep)):
+                for row in rows:
+                    played += store.add(row)
+                bar.update(len(rows))
             bar.close()
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        runner.close()
         store.close()
     return played
 
@@ -557,6 +790,9 @@ def bench(
     echo: Callable[[str], None] = print,
     progress: bool = True,
     report: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    lockstep: int = 16,
 ) -> Path:
     """What ``fbenv bench --suite`` runs: expand (or reload) the run, play it, write the report."""
     if resume:
@@ -567,7 +803,8 @@ def bench(
         run = new_run(suite, out or Path("results") / f"bench-{Path(suite).stem}-{stamp}", repeats, llm, skip_llm)
         n = len(run.episodes())
         echo(f"{run.suite}: {len(run.cells)} cells, {n} episodes -> {run.path}")
-    execute(run, workers=workers, progress=progress, echo=echo)
+    execute(run, workers=workers, progress=progress, echo=echo, executor=executor, address=address,
+            lockstep=lockstep)
     if report:
         from fbenv.baselines.report import write_report
 

@@ -1,4 +1,5 @@
-"""``fbenv report RUN_DIR``: the leaderboard of a bench run (Markdown, CSV) and a bar chart per task.
+"""``fbenv report RUN_DIR``: the leaderboard of a bench run (Markdown, CSV), a bar chart per task,
+and ``report.html`` (:mod:`fbenv.baselines.html`: all of it with learning curves and transcripts).
 
 Per cell (task, env kwargs, agent, agent kwargs): mean feedback return and mean true utility
 with bootstrap 95% confidence intervals over seeds (repeats are averaged within a seed
@@ -270,9 +271,57 @@ def plot_task(es: Sequence[Entry], path: Path) -> None:
     plt.close(fig)
 
 
+def _html_parts(run_dir: Path, rows: Sequence[Mapping[str, Any]], es: Sequence[Entry]):
+    """Per task: ``{agent label: [curve, ...]}`` and two example transcripts (the best and the
+    worst agent by true utility that kept one), from the store's details."""
+    from fbenv.baselines.store import Store
+
+    with Store(run_dir / "results.sqlite") as store:
+        curves_by_key, transcripts_by_key = store.details("curve"), store.details("transcript")
+    by_cell = {r["cell"]: r for r in rows}
+    entry_of = {}
+    for e in es:
+        for cell, r in by_cell.items():
+            if (r["env"], r["agent"], r["env_kwargs"], r["agent_kwargs"]) == (e.task, e.agent, e.env_kwargs, e.agent_kwargs):
+                entry_of[cell] = e
+    curves: dict[str, dict[str, list]] = {}
+    for (cell, _s, _r), c in curves_by_key.items():
+        e = entry_of.get(cell)
+        if e is not None:
+            curves.setdefault(e.task, {}).setdefault(f"{e.label} ({e.setting})", []).append(c)
+    results = {(r["cell"], r["seed"], r["repeat"]): r for r in rows}
+    transcripts: dict[str, list] = {}
+    for task in sorted({e.task for e in es}):
+        kept = [(e, k) for k in transcripts_by_key for e in [entry_of.get(k[0])] if e is not None and e.task == task]
+        if not kept:
+            continue
+        ranked = sorted(kept, key=lambda ek: (-ek[0].true_utility, ek[0].label, ek[1]))
+        picks = [ranked[0]] + [ek for ek in reversed(ranked) if ek[0] is not ranked[0][0]][:1]
+        if len(picks) < 2 and len(ranked) > 1:
+            picks.append(ranked[1])
+        for e, k in picks:
+            r = results[k]
+            title = (f"{e.label} ({e.setting}), seed {k[1]}: feedback return {r['reward']:.3f}, "
+                     f"true utility {r['true_utility']:.3f}")
+            transcripts.setdefault(task, []).append((title, transcripts_by_key[k]))
+    return curves, transcripts
+
+
+def write_html(run_dir: Path, rows: Sequence[Mapping[str, Any]], es: Sequence[Entry], charts: Mapping[str, Path]) -> Path:
+    import base64
+
+    from fbenv.baselines import html
+
+    curves, transcripts = _html_parts(run_dir, rows, es)
+    b64 = {t: base64.b64encode(p.read_bytes()).decode() for t, p in charts.items()}
+    path = run_dir / "report.html"
+    path.write_text(html.page(run_dir.name, es, b64, curves, transcripts, resolvable), encoding="utf-8")
+    return path
+
+
 def write_report(run_dir: "str | Path", mix_fingerprints: bool = False, plots: bool = True,
                  echo: Callable[[str], None] = print) -> dict[str, Path]:
-    """leaderboard.md, leaderboard.csv and ``plots/<task>.png`` in ``run_dir``."""
+    """leaderboard.md, leaderboard.csv, ``plots/<task>.png`` and report.html in ``run_dir``."""
     run_dir = Path(run_dir)
     rows = rows_of(run_dir)
     es = entries(rows, mix_fingerprints)
@@ -287,5 +336,8 @@ def write_report(run_dir: "str | Path", mix_fingerprints: bool = False, plots: b
             png = run_dir / "plots" / f"{task.split('/')[-1]}.png"
             plot_task([e for e in es if e.task == task], png)
             out[task] = png
-    echo(f"wrote {md}, {csv_path}" + (f" and {len(out) - 2} charts in {run_dir / 'plots'}" if plots else ""))
+    charts = {t: p for t, p in out.items() if t not in ("md", "csv")}
+    out["html"] = write_html(run_dir, rows, es, charts)
+    echo(f"wrote {md}, {csv_path}, {out['html']}"
+         + (f" and {len(charts)} charts in {run_dir / 'plots'}" if plots else ""))
     return out

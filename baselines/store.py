@@ -3,6 +3,10 @@
 WAL mode and one committed transaction per episode, so a run killed at any moment keeps
 every episode it finished and nothing half-written; the primary key ``(cell, seed,
 repeat)`` makes a resumed run unable to record an episode twice.
+
+A second table, ``details``, holds what the HTML report shows beyond the numbers (a
+learning curve, a transcript with its feedback records), as JSON keyed like the episode
+and written in the episode's transaction, so a row and its details land together.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")  # a committed episode survives a crash of the machine too
         cols = ", ".join(f'"{n}" {t}' for n, t in COLUMNS)
         self.db.execute(f"CREATE TABLE IF NOT EXISTS episodes ({cols}, PRIMARY KEY (cell, seed, repeat))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS details (cell TEXT NOT NULL, seed INTEGER NOT NULL, "
+                        "repeat INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL, "
+                        "PRIMARY KEY (cell, seed, repeat, kind))")
         self.db.commit()
 
     def done(self) -> set[tuple[str, int, int]]:
@@ -64,13 +71,24 @@ class Store:
         return {(c, int(s), int(r)) for c, s, r in self.db.execute("SELECT cell, seed, repeat FROM episodes")}
 
     def add(self, row: Mapping[str, Any]) -> bool:
-        """Record one episode; False (and nothing written) if its key is already there."""
+        """Record one episode (and its ``row["details"]``: ``{kind: JSON value}``); False (and
+        nothing written) if its key is already there."""
         values = [json.dumps(row[n], sort_keys=True, default=str) if n in JSON_COLUMNS else row[n] for n in NAMES]
         marks = ", ".join("?" for _ in NAMES)
         names = ", ".join(f'"{n}"' for n in NAMES)
         with self.db:  # one transaction per episode
             cur = self.db.execute(f"INSERT OR IGNORE INTO episodes ({names}) VALUES ({marks})", values)
+            if cur.rowcount == 1:
+                key = (row["cell"], row["seed"], row["repeat"])
+                self.db.executemany("INSERT OR IGNORE INTO details VALUES (?, ?, ?, ?, ?)",
+                                    [(*key, kind, json.dumps(data, default=str))
+                                     for kind, data in (row.get("details") or {}).items()])
         return cur.rowcount == 1
+
+    def details(self, kind: str) -> dict[tuple[str, int, int], Any]:
+        """``{(cell, seed, repeat): value}`` of one kind of detail (``curve``, ``transcript``)."""
+        return {(c, int(s), int(r)): json.loads(d) for c, s, r, d in self.db.execute(
+            "SELECT cell, seed, repeat, data FROM details WHERE kind = ? ORDER BY cell, seed, repeat", (kind,))}
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, JSON columns decoded, in key order."""

@@ -261,6 +261,11 @@ def bench(
     resume: str = typer.Option("", help="continue the harness run in this directory"),
     repeats: int = typer.Option(1, min=1, help="with --suite: play every (cell, seed) this many times"),
     workers: int = typer.Option(1, min=1, help="with --suite: local worker processes"),
+    executor: str = typer.Option("local", help="with --suite: local (worker processes) or ray (a Ray cluster)"),
+    address: str = typer.Option("", help="with --executor ray: the cluster (auto, host:port, ray://host:10001); "
+                                "default: a Ray instance on this machine"),
+    lockstep: int = typer.Option(16, min=1, help="with --suite: LLM-simulated episodes of a cell played together, "
+                                 "their simulator calls batched (1: one at a time)"),
 ) -> None:
     """A benchmark suite; the default, rlhs, is Advisor under foresight, partial and full hindsight.
     With --suite (or --resume), the grid harness of fbenv.baselines.harness."""
@@ -272,7 +277,7 @@ def bench(
         from fbenv.baselines.harness import bench as run_grid
 
         run_grid(grid_suite, out=out or None, resume=resume or None, repeats=repeats, workers=workers, llm=llm,
-                 skip_llm=skip_llm, echo=typer.echo)
+                 skip_llm=skip_llm, echo=typer.echo, executor=executor, address=address or None, lockstep=lockstep)
         return
     suites = importlib.import_module("fbenv.baselines").SUITES
     if suite not in suites:
@@ -288,12 +293,18 @@ def report(
     run_dir: str = typer.Argument(..., help="a directory written by `fbenv bench --suite`"),
     mix_fingerprints: bool = typer.Option(False, help="put rows from different feedback sources in one column"),
     plots: bool = typer.Option(True, help="a bar chart per task (matplotlib)"),
+    screenshot: str = typer.Option("", help="also save a PNG of report.html here (headless Chromium), "
+                                   "e.g. the README's picture"),
 ) -> None:
-    """Leaderboard (Markdown, CSV) and charts of a bench run."""
+    """Leaderboard (Markdown, CSV), charts and report.html of a bench run."""
     from fbenv.baselines.report import write_report
 
     paths = write_report(run_dir, mix_fingerprints=mix_fingerprints, plots=plots, echo=typer.echo)
     typer.echo(paths["md"].read_text())
+    if screenshot:
+        from fbenv.baselines.html import screenshot as shoot
+
+        typer.echo(f"saved {shoot(paths['html'], screenshot)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
