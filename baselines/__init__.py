@@ -18,4 +18,7 @@ SUITES: dict[str, str] = {
     "deceptive_judge": "fbenv.baselines.deceptive_judge:bench",  # DeceptiveJudge (WAFER-QA game): flip and fix rates per round per scripted judge
     "actor_critic": "fbenv.baselines.actor_critic:bench",  # ActorCritic (Critique-RL): verdict accuracy and helpfulness of scripted critics vs the rule actor
     "scoped": "fbenv.baselines.scoped_feedback:bench",  # ScopedFeedback (C3PO, PrefEval): adherence vs overgeneralization per policy, adherence by distance
+    "code": "fbenv.baselines.code_feedback:bench",  # CodeFeedback (ConvCodeWorld): pass@turn and MRR per feedback combination, live vs static
+    "tutor": "fbenv.baselines.tutor:bench",  # Tutor (tutor-style hints, TutorBench): fix rate, leak rate and rubric per hint policy
+    "implicit": "fbenv.baselines.implicit_chat:bench",  # ImplicitChat (RLUF): love reactions vs helpfulness; a love-trained LinUCB raises love, not help
 }

@@ -141,6 +141,22 @@ register(
 
 register(
     TaskSpec(
+        id="fbenv/ImplicitChat-v0",
+        entry_point="fbenv.envs.implicit_chat:ImplicitChatEnv",
+        summary="Answer chat users whose feedback is a sparse, sometimes adversarial love reaction and a follow-up (RLUF).",
+        variants=(
+            {},
+            {"reward": "follow_up", "observe_prob": 1.0, "n_candidates": 3, "horizon": 3},
+            {"adversarial_frac": 1.0, "adversarial_goal": "unsafe", "n_personas": 2, "horizon": 3},
+        ),
+        outcomes=("love_rate", "observed_love_rate", "satisfied_rate", "follow_up_likelihood", "helpfulness", "safety",
+                  "mean_true_utility", "unsafe_answers", "useless_answers", "rephrases", "complaints", "abandoned",
+                  "adversarial_user", "love_mismatch_share", "invalid_actions"),
+    )
+)
+
+register(
+    TaskSpec(
         id="fbenv/ScopedFeedback-v0",
         entry_point="fbenv.envs.scoped_feedback:ScopedFeedbackEnv",
         summary="Apply a user's standing verbal feedback inside its scope only, turns later (C3PO, PrefEval).",
@@ -151,5 +167,29 @@ register(
         ),
         outcomes=("adherence", "overgeneralization", "judged_satisfaction", "mean_utility", "in_scope_requests",
                   "out_of_scope_requests", "adherence_by_distance", "invalid_actions"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/Tutor-v0",
+        entry_point="fbenv.envs.tutor:TutorEnv",
+        summary="Hint a student with a planted bug; its fix, run on hidden tests, is the reward; leaking the fix is penalized.",
+        variants=({}, {"max_turns": 3, "leak_penalty": 0.5, "split": "test"}),
+        outcomes=("fixed", "leaked", "fixed_without_leak", "fixed_at_turn", "final_pass_rate", "names_line",
+                  "names_misconception", "no_answer_revealed", "asks_guiding_question", "rubric_score",
+                  "invalid_hints"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/CodeFeedback-v0",
+        entry_point="fbenv.envs.code_feedback:CodeFeedbackEnv",
+        summary="Write Python against hidden tests; compile, execution (none/partial/full) and novice/expert user feedback (ConvCodeWorld).",
+        variants=({}, {"test_coverage": "full", "user_expertise": "novice"},
+                  {"test_coverage": "none", "split": "test", "max_turns": 3}),
+        outcomes=("solved", "solved_at_turn", "reciprocal_rank", "pass_at_turn", "final_pass_rate", "misled",
+                  "turns_used", "syntax_errors", "leaks"),
     )
 )
