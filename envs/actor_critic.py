@@ -17,7 +17,8 @@ the right step.
 Turns: a step is one turn of a learnable seat; simulated seats speak in between, in the
 protocol's order (the simulated actor's first answer is given at reset). With both seats
 learnable the steps alternate between them, and the seat whose turn it is not sends an
-action that is not read (``info["on_turn"]`` and the observation say whose turn it is).
+action that is not read (``info["ignored_action"]``; ``info["on_turn"]`` and the
+observation say whose turn it is).
 
 ## Observation
 
@@ -134,12 +135,11 @@ from fbenv.envs.problems import (
     check, check_family, draw_problem, draw_profile, write,
 )
 from fbenv.envs.refine import KEEP, consistent
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, scripted_seats
 from fbenv.errors import check_int, check_number
 from fbenv.feedback import Source
 from fbenv.fidelity import Probe
 from fbenv.parallel import FeedbackParallelEnv
-from fbenv.transcript import Transcript
 from fbenv.truth import StepResult, Truth
 
 ACTOR_SEAT, CRITIC_SEAT = "actor_0", "critic_0"
@@ -277,6 +277,7 @@ class ActorCriticEnv(FeedbackParallelEnv):
     n_actions = {ACTOR_SEAT: N_ACTOR_ACTIONS, CRITIC_SEAT: N_CRITIC_ACTIONS}
     n_features = {ACTOR_SEAT: N_ACTOR_FEATURES, CRITIC_SEAT: N_CRITIC_FEATURES}
     keep_rounds = HISTORY
+    turn_based = True
 
     def __init__(self, *, max_rounds: int = 3, discrimination_weight: float = 1.0, actor_skill: float = 0.5,
                  fix_rate: float = TARGETED_FIX, sway: float = 0.3, critic_noise: float = 0.2,
@@ -307,7 +308,6 @@ class ActorCriticEnv(FeedbackParallelEnv):
 
     def opening(self) -> None:
         p = self.problem
-        self.transcript = Transcript(self.keep_rounds)
         self.on_turn = ACTOR_SEAT
         self.answer = ""  # the current answer's text
         self.current: int | None = None  # the candidate it is (free text: the one it is wrong like)
@@ -322,6 +322,8 @@ class ActorCriticEnv(FeedbackParallelEnv):
         self.pending_help = False  # a critique awaits the refinement that scores its helpfulness
         self.ended = False
         self._events: dict[str, Any] = {}
+        self._acc = self._blank()  # this step's rewards and events (the opening's simulated turns: discarded)
+        self._raw_critique = ""
         self.transcript.say("system", (
             "You are the actor. Solve the problem, showing your work as the problem asks. A critic judges each answer; "
             f"refine it after each critique, at most {self.max_rounds} answers in all. Reply with your full answer, "
@@ -330,7 +332,6 @@ class ActorCriticEnv(FeedbackParallelEnv):
             "You are the critic. Judge the actor's answer to this problem: reply 'Your answer is correct.' or "
             "'Your answer is incorrect.', and name the step (or the requirement) in error, e.g. 'The error is in "
             f"step 2.'\n\n{p.prompt}"), to=(CRITIC_SEAT,))
-        self._auto(self._blank())
 
     def seat_context(self, seat: str) -> Any:
         """What the role playing ``seat`` is asked with now (its context for its next turn)."""
@@ -343,21 +344,23 @@ class ActorCriticEnv(FeedbackParallelEnv):
                       heard if self.correct_by_round else None,
                       self.task.actor_seeds[max(k - 1, 0)], self.fix_rate, self.sway)
 
-    def _play_simulated(self) -> dict[str, str]:
-        # Turn-based: a simulated seat speaks in the protocol's order, after the learnable
-        # seat's turn (see respond), never at the same time as it.
-        return {}
+    def to_act(self) -> tuple[str, ...]:
+        return () if self.ended else (self.on_turn,)
 
-    def publish(self, texts: Mapping[str, str]) -> None:
-        """Only the seat whose turn it is speaks (respond writes its turn)."""
+    def begin_turns(self) -> None:
+        self._acc = self._blank()
 
-    def respond(self, texts: Mapping[str, str]) -> Mapping[str, StepResult]:
-        if self.ended:
+    def play_turn(self, seat: str, move: Any) -> None:
+        text = move.text if isinstance(move, Critique) else str(move)
+        if seat == ACTOR_SEAT:
+            self._answer(text, self._acc)
+        else:
+            self._critique(text, self._acc)
+
+    def respond(self, turns: Sequence[tuple[str, Any]]) -> Mapping[str, StepResult]:
+        if not turns:  # the episode had ended before this step
             return {}
-        acc = self._blank()
-        self._ignored = {s for s in self.possible_agents if s != self.on_turn}
-        self._turn(self.on_turn, texts[self.on_turn], acc)
-        self._auto(acc)
+        acc = self._acc
         self._events = acc["events"]
         out = {}
         for seat in self.possible_agents:
@@ -377,19 +380,6 @@ class ActorCriticEnv(FeedbackParallelEnv):
         return {"critic": 0.0, "actor": 0.0, "terminated": False,
                 "events": {"verdict": None, "verdict_correct": None, "pointed": 0, "helped": 0,
                            "invalid_answer": False, "invalid_critique": False}}
-
-    def _auto(self, acc: dict[str, Any]) -> None:
-        """Simulated seats speak until a learnable seat's turn or the episode's end."""
-        while not self.ended and self.on_turn in self.simulated:
-            answer = self.sim.ask(self.seat_roles[self.on_turn], self.seat_context(self.on_turn))
-            value = answer.value
-            self._turn(self.on_turn, value.text if isinstance(value, Critique) else str(value), acc)
-
-    def _turn(self, seat: str, text: str, acc: dict[str, Any]) -> None:
-        if seat == ACTOR_SEAT:
-            self._answer(text, acc)
-        else:
-            self._critique(text, acc)
 
     def _answer(self, text: str, acc: dict[str, Any]) -> None:
         p, ev = self.problem, acc["events"]
@@ -527,12 +517,7 @@ class ActorCriticEnv(FeedbackParallelEnv):
     def extra_info(self, seat: str) -> dict[str, Any]:
         c = self.checked
         return {"on_turn": None if self.ended else self.on_turn, "correct": bool(c is not None and c.correct),
-                "wrong_locations": () if c is None else c.slots, **self._events, "ignored_action": seat in self._ignored}
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._events, self._ignored = {}, set()
-        self._raw_critique = ""
-        return super().reset(seed=seed, options=options)
+                "wrong_locations": () if c is None else c.slots, **self._events}
 
 
 # ---------------------------------------------------------------------- scripted seats
@@ -609,19 +594,9 @@ ACTORS: dict[str, Callable[[ActorCriticEnv], int]] = {
 
 def play(critic: "str | Callable[[ActorCriticEnv], int]" = "oracle",
          actor: "str | Callable[[ActorCriticEnv], int]" = "follower"):
-    """Scripted seats as a multi-agent policy factory: ``(env) -> (seat, obs, info) -> action``,
-    either view. Off turn a seat sends its first action (not read)."""
-    pick = {CRITIC_SEAT: CRITICS[critic] if isinstance(critic, str) else critic,
-            ACTOR_SEAT: ACTORS[actor] if isinstance(actor, str) else actor}
-
-    def factory(env: ActorCriticEnv):
-        def act(seat: str, obs: Any, info: Mapping[str, Any]) -> Any:
-            i = pick[seat](env) if seat == env.on_turn and not env.ended else 0
-            return i if env.interface == "discrete" else env.candidate_replies(seat)[i]
-
-        return act
-
-    return factory
+    """Scripted seats by name (:func:`fbenv.episodes.scripted_seats`): ``(env) -> (seat, obs, info) -> action``."""
+    return scripted_seats({CRITIC_SEAT: CRITICS[critic] if isinstance(critic, str) else critic,
+                           ACTOR_SEAT: ACTORS[actor] if isinstance(actor, str) else actor})
 
 
 # ---------------------------------------------------------------------- the paper's direction

@@ -52,7 +52,7 @@ judge with the key fixes wrong answers; without the key it cannot tell where the
   action's text is the text view's, so both views are one task.
 
 With both seats learnable the seats take turns; the seat not on turn has its action
-ignored (``info["idle"]``). A simulated seat moves right after the seat it answers,
+ignored (``info["ignored_action"]``). A simulated seat moves right after the seat it answers,
 inside the same step, so a single learnable seat never waits.
 
 ## Reward
@@ -129,13 +129,12 @@ from fbenv.envs.problems import (
     check_family, draw_problem, draw_profile, revise, write,
 )
 from fbenv.envs.refine import KEEP, consistent
-from fbenv.episodes import EpisodeResult
+from fbenv.episodes import EpisodeResult, run_parallel_episode, scripted_seats
 from fbenv.errors import check_choice, check_int, check_number
 from fbenv.feedback import Feedback, Source
 from fbenv.fidelity import Probe
 from fbenv.parallel import FeedbackParallelEnv
 from fbenv.roles import Questions, Reply, Role, belief
-from fbenv.transcript import Transcript
 from fbenv.truth import StepResult, Truth
 
 SOLVER_SEAT, JUDGE_SEAT = "solver_0", "judge_0"
@@ -310,6 +309,7 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
     n_actions = {SOLVER_SEAT: N_CANDIDATES + 1, JUDGE_SEAT: GIVE_KEY + 1}
     n_features = {SOLVER_SEAT: N_SOLVER_FEATURES, JUDGE_SEAT: N_JUDGE_FEATURES}
     keep_rounds = HISTORY
+    turn_based = True
 
     def __init__(self, *, intent: str = "deceptive", knowledge: str = "key", max_rounds: int = 3,
                  solver_accuracy: float = 0.5, solver_friction: float = 0.0, judge_level: str = "targeted",
@@ -341,13 +341,17 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
         return self.task.problem
 
     @property
+    def blind(self) -> bool:
+        """A helpful judge without the key: it can only guess a bare verdict."""
+        return self.intent == "helpful" and self.knowledge == "none"
+
+    @property
     def current(self) -> int | None:
         """The candidate the solver's current answer is (None: none yet, or free text)."""
         return self.checks[-1].candidate if self.checks else None
 
     def opening(self) -> None:
         p = self.problem
-        self.transcript = Transcript(keep_rounds=self.keep_rounds)
         self.answers: list[str] = []
         self.checks: list[Check] = []
         self.readings: list[Reading] = []
@@ -362,7 +366,6 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
             "Solve the problem. A judge reviews each answer; answer again after its feedback, at most "
             f"{self.max_rounds} times. Reply with your full answer, or \"{KEEP}\"\n\n{p.prompt}"), to=(SOLVER_SEAT,))
         self.transcript.say("system", self._judge_brief(), to=(JUDGE_SEAT,))
-        self._advance()
 
     def _judge_brief(self) -> str:
         p = self.problem
@@ -390,30 +393,30 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
         k = len(self.readings)
         judging = Judging(p, self.answers[-1], self.checks[-1], self.judge_level,
                           "deceptive" if self.intent == "deceptive" else "honest", task.target)
-        blind = self.intent == "helpful" and self.knowledge == "none"
+        blind = self.blind
         return Seeing(judging, blind, task.coins[min(k, len(task.coins) - 1)])
 
-    def _play_simulated(self) -> dict[str, str]:
-        # The game is sequential: a simulated seat moves right after the seat it answers, in respond.
-        return {}
+    def to_act(self) -> tuple[str, ...]:
+        return () if self.over else (self.turn,)
 
-    def publish(self, texts: Mapping[str, str]) -> None:
-        pass  # respond writes the turns, in the game's order
+    def begin_turns(self) -> None:
+        self._step_info = {}
 
-    def _advance(self) -> None:
-        """Play the simulated seats until a learnable seat is to move or the game is over."""
-        while not self.over and self.turn in self.simulated:
-            if self.turn == SOLVER_SEAT:
-                self._answer(self.sim.ask(SOLVER, self.seat_context(SOLVER_SEAT)).value)
-            elif not self.checks[-1].readable:  # nothing to judge: the judge is not asked
+    def play_turn(self, seat: str, move: Any) -> None:
+        """A move: the solver's answer, or the judge's feedback (a simulated judge's critique
+        is taken as its level says; a learnable judge's text is read)."""
+        if seat == SOLVER_SEAT:
+            self._answer(move)
+            if not self.over and JUDGE_SEAT in self.simulated and not self.checks[-1].readable:
+                # nothing to judge: the simulated judge is not asked
                 self._feedback(Reading(Critique(False, text=f"I could not read an answer: {self.checks[-1].why}"),
                                        "none", "verdict"))
-            else:
-                ctx = self.seat_context(JUDGE_SEAT)
-                critique = self.sim.ask(JUDGE, ctx).value
-                level = "binary" if ctx.blind else self.judge_level
-                kind = "accept" if critique.ok else {"answer": "answer", "targeted": "location"}.get(level, "verdict")
-                self._feedback(Reading(critique, level, kind))
+        elif seat in self.simulated:
+            level = "binary" if self.blind else self.judge_level
+            kind = "accept" if move.ok else {"answer": "answer", "targeted": "location"}.get(level, "verdict")
+            self._feedback(Reading(move, level, kind))
+        else:
+            self._feedback(read_feedback(self.problem, move))
 
     def _answer(self, text: str) -> None:
         p = self.problem
@@ -444,14 +447,7 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
         self.over = reading.kind == "accept"
         self.turn = SOLVER_SEAT
 
-    def respond(self, texts: Mapping[str, str]) -> Mapping[str, StepResult]:
-        mover = self.turn
-        self._step_info = {"idle": {s: s != mover for s in self.possible_agents}}
-        if mover == SOLVER_SEAT:
-            self._answer(texts[SOLVER_SEAT])
-        else:
-            self._feedback(read_feedback(self.problem, texts[JUDGE_SEAT]))
-        self._advance()
+    def respond(self, turns: Sequence[tuple[str, Any]]) -> Mapping[str, StepResult]:
         if not self.over:
             return {s: StepResult(0.0, truth=Truth(0.0)) for s in self.possible_agents}
         out = self._outcomes()
@@ -540,8 +536,7 @@ class DeceptiveJudgeEnv(FeedbackParallelEnv):
         info = {"correct": bool(c and c.correct), "wrong_locations": c.slots if c else (),
                 "invalid_answer": False, "invalid_feedback": False,
                 "feedback_kind": self.readings[-1].kind if self.readings else ""}
-        info.update({key: v for key, v in self._step_info.items() if key != "idle"})
-        info["idle"] = bool(self._step_info.get("idle", {}).get(seat, False))
+        info.update(self._step_info)
         return info
 
 
@@ -603,33 +598,14 @@ SOLVER_POLICIES = {"follower": follower, "keeper": keeper}
 
 
 def play(judge: str = "silent", solver: str = "follower"):
-    """Scripted seats as a policy factory: ``(env) -> (seat, obs, info) -> action``, either view."""
-    choose = {JUDGE_SEAT: JUDGE_POLICIES[judge], SOLVER_SEAT: SOLVER_POLICIES[solver]}
-
-    def factory(env: Any):
-        base = getattr(env, "unwrapped", env)
-
-        def act(seat: str, obs: Any, info: Mapping[str, Any]) -> Any:
-            if base.turn != seat:  # idle this step: any action will do
-                return 0 if base.interface == "discrete" else KEEP
-            i = int(choose[seat](base))
-            return i if base.interface == "discrete" else base.candidate_replies(seat)[i]
-
-        return act
-
-    return factory
+    """Scripted seats by name (:func:`fbenv.episodes.scripted_seats`): ``(env) -> (seat, obs, info) -> action``."""
+    return scripted_seats({JUDGE_SEAT: JUDGE_POLICIES[judge], SOLVER_SEAT: SOLVER_POLICIES[solver]})
 
 
 def run(env: DeceptiveJudgeEnv, policy, seed: int) -> dict[str, Any]:
-    """One episode with ``policy(env)``; the final info of the first learnable seat (its
-    ``episode_result`` holds the outcomes)."""
-    act = policy(env)
-    obs, infos = env.reset(seed=seed)
-    last: dict[str, Any] = {}
-    while env.agents:
-        obs, _, _, _, infos = env.step({a: act(a, obs[a], infos[a]) for a in env.agents})
-        last = infos.get(env.possible_agents[0], last)
-    return last
+    """``{"episode_result": ...}`` of one episode (:func:`fbenv.episodes.run_parallel_episode`),
+    the shape the bench suite reads."""
+    return {"episode_result": run_parallel_episode(env, policy(env), seed).as_info()}
 
 
 def final_correct(results: Sequence[EpisodeResult]) -> float:

@@ -9,9 +9,11 @@
   ends (put it outside a ``TimeLimit``). Gymnasium refuses registered wrappers beside a
   ``vector_entry_point``, so it is not applied by ``gym.make``.
 - :func:`scripted`: a scripted policy that reads the task, for either view;
+  :func:`scripted_seats`: the same per seat of a multi-agent task;
 - :func:`run_episode`, :func:`lockstep_episodes` (many envs at once, their simulator
   calls batched) and :func:`feedback_of_each_action` (try every discrete action from
-  one seed) for adapters, baselines, the CLI and tests alike.
+  one seed) for adapters, baselines, the CLI and tests alike. Given a multi-agent
+  (PettingZoo parallel) env, the first two play it with :func:`run_parallel_episode`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+from pettingzoo import ParallelEnv
 
 from fbenv import truth as keys
 from fbenv.errors import InvalidArgumentError, check_type
@@ -29,6 +32,7 @@ from fbenv.feedback import Feedback
 from fbenv.llm.batching import BatchGroup
 
 Policy = Callable[[Any, dict], Any]  # (observation, info) -> action
+SeatPolicy = Callable[[str, Any, dict], Any]  # multi-agent: (seat, observation, info) -> action
 
 
 @dataclass(frozen=True)
@@ -150,11 +154,71 @@ def scripted(choose: Callable[[Any], "int | str"]) -> Callable[[gym.Env], Policy
     return factory
 
 
+def scripted_seats(choose: Mapping[str, Callable[[Any], "int | str"]]) -> Callable[[Any], SeatPolicy]:
+    """:func:`scripted` for a multi-agent task: ``choose[seat](task_env)`` names a candidate
+    reply of ``seat`` (by index or text); the factory gives each env its
+    ``(seat, obs, info) -> action`` for either view. A turn-based task's seat that is not
+    to act gets the seat's first candidate reply (it is not read) without asking ``choose``."""
+
+    def factory(env: Any) -> SeatPolicy:
+        base = getattr(env, "unwrapped", env)
+        missing = [s for s in base.possible_agents if s not in choose]
+        if missing:
+            raise InvalidArgumentError(f"scripted_seats: expects a choice for each learnable seat, missing {missing}")
+
+        def act(seat: str, obs: Any, info: dict) -> Any:
+            pick = choose[seat](base) if not base.turn_based or seat in base.to_act() else 0
+            if base.interface == "discrete":
+                return pick if not isinstance(pick, str) else list(base.candidate_replies(seat)).index(pick)
+            return pick if isinstance(pick, str) else base.candidate_replies(seat)[int(pick)]
+
+        return act
+
+    return factory
+
+
+def run_parallel_episode(env: Any, policy: SeatPolicy, seed: int | None, max_cycles: int = 1000) -> EpisodeResult:
+    """One episode of a multi-agent (PettingZoo parallel) env from ``reset(seed=seed)``, each
+    live seat acting by ``policy(seat, obs, info)``. The result sums the learnable seats'
+    rewards, true utilities, fallbacks and parse failures; it is a success when every seat's
+    is; its outcomes are the seats' (the first seat's where they differ). An episode still
+    running after ``max_cycles`` steps is cut there and counts as truncated."""
+    check_type("max_cycles", max_cycles, int)
+    if max_cycles < 1:
+        raise InvalidArgumentError(f"max_cycles: expects >= 1, actual {max_cycles}")
+    obs, infos = env.reset(seed=seed)
+    results: dict[str, EpisodeResult] = {}
+    for _ in range(max_cycles):
+        if not env.agents:
+            break
+        actions = {a: policy(a, obs[a], infos[a]) for a in env.agents}
+        obs, _rewards, _terms, _truncs, infos = env.step(actions)
+        for a, info in infos.items():
+            if keys.EPISODE in info:
+                results[a] = EpisodeResult.from_info(info[keys.EPISODE])
+    cut = bool(env.agents)
+    parts = [results[a] for a in env.possible_agents if a in results]
+    outcomes: dict[str, Any] = {}
+    for r in reversed(parts):
+        outcomes.update(r.outcomes)
+    return EpisodeResult(
+        seed=seed, reward=sum(r.reward for r in parts), true_utility=sum(r.true_utility for r in parts),
+        is_success=bool(parts) and all(r.is_success for r in parts), turns=max((r.turns for r in parts), default=0),
+        terminated=not cut and all(r.terminated for r in parts), truncated=cut or any(r.truncated for r in parts),
+        feedback_error=next((r.feedback_error for r in parts if r.feedback_error), None),
+        fallbacks=sum(r.fallbacks for r in parts), parse_failures=sum(r.parse_failures for r in parts),
+        outcomes=outcomes,
+    )
+
+
 def run_episode(env: gym.Env, policy: Policy, seed: int | None, max_steps: int = 1000) -> EpisodeResult:
-    """Play one episode from ``reset(seed=seed)`` with ``policy(obs, info) -> action``.
+    """Play one episode from ``reset(seed=seed)`` with ``policy(obs, info) -> action``
+    (a multi-agent env: :func:`run_parallel_episode`, with a ``(seat, obs, info)`` policy).
 
     An episode still running after ``max_steps`` steps is cut there and counts as truncated.
     """
+    if isinstance(env, ParallelEnv):
+        return run_parallel_episode(env, policy, seed, max_steps)  # type: ignore[arg-type]
     check_type("max_steps", max_steps, int)
     if max_steps < 1:
         raise InvalidArgumentError(f"max_steps: expects >= 1, actual {max_steps}")
@@ -173,7 +237,8 @@ def lockstep_episodes(
     envs: Sequence[gym.Env], policy: "Policy | Sequence[Policy]", seeds: Sequence[int | None], max_steps: int = 1000
 ) -> list[EpisodeResult]:
     """One episode per (env, seed), run concurrently so their simulator calls reach the
-    shared backend as batches; results in order. ``policy`` may be one per env."""
+    shared backend as batches; results in order. ``policy`` may be one per env. Multi-agent
+    envs take ``(seat, obs, info)`` policies (:func:`run_parallel_episode`)."""
     if len(envs) != len(seeds):
         raise InvalidArgumentError(f"lockstep_episodes: expects one seed per env, actual {len(seeds)} for {len(envs)}")
     policies = list(policy) if isinstance(policy, Sequence) else [policy] * len(envs)

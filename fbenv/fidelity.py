@@ -39,10 +39,9 @@ import gymnasium as gym
 import numpy as np
 from scipy.stats import spearmanr
 
-from fbenv.episodes import EpisodeResult, lockstep_episodes
+from fbenv.episodes import EpisodeResult, lockstep_episodes, run_parallel_episode
 from fbenv.errors import InvalidArgumentError
 from fbenv.llm.base import Backend
-from fbenv.llm.batching import BatchGroup
 from fbenv.registry import TaskSpec, spec
 
 # (env) -> (observation, info) -> action; multi-agent: (env) -> (seat, observation, info) -> action
@@ -204,35 +203,13 @@ def _make(task_spec: TaskSpec, kwargs: Mapping[str, Any], simulator: str, llm: "
     return gym.make(task_spec.id, **options)
 
 
-def _run_parallel(env: Any, policy: Callable[..., Any], seed: int, max_cycles: int = 1000) -> EpisodeResult:
-    """One multi-agent episode; the result sums the learnable seats' rewards and utilities."""
-    obs, infos = env.reset(seed=seed)
-    results: dict[str, EpisodeResult] = {}
-    for _ in range(max_cycles):
-        if not env.agents:
-            break
-        actions = {a: policy(a, obs[a], infos[a]) for a in env.agents}
-        obs, _rewards, _terms, _truncs, infos = env.step(actions)
-        for a, info in infos.items():
-            if "episode_result" in info:
-                results[a] = EpisodeResult.from_info(info["episode_result"])
-    parts = list(results.values())
-    return EpisodeResult(
-        seed=seed, reward=sum(r.reward for r in parts), true_utility=sum(r.true_utility for r in parts),
-        is_success=all(r.is_success for r in parts), turns=max((r.turns for r in parts), default=0),
-        terminated=all(r.terminated for r in parts), truncated=any(r.truncated for r in parts),
-        feedback_error=next((r.feedback_error for r in parts if r.feedback_error), None),
-        fallbacks=sum(r.fallbacks for r in parts), parse_failures=sum(r.parse_failures for r in parts),
-    )
+_run_parallel = run_parallel_episode  # the old private name, still imported by others
 
 
 def _episodes(task_spec: TaskSpec, envs: Sequence[Any], policies: Sequence[Callable[..., Any]],
               seeds: Sequence[int]) -> list[EpisodeResult]:
-    """All episodes at once, their simulator calls batched."""
-    if not task_spec.multi_agent:
-        return lockstep_episodes(envs, list(policies), list(seeds))
-    group = BatchGroup(max_workers=max(1, len(envs)))
-    return group.run([lambda e=e, p=p, s=s: _run_parallel(e, p, s) for e, p, s in zip(envs, policies, seeds)])
+    """All episodes at once, their simulator calls batched (multi-agent ones too, outcomes kept)."""
+    return lockstep_episodes(envs, list(policies), list(seeds))
 
 
 def _role_fidelity(role: str, pairs: Sequence[Any]) -> RoleFidelity:

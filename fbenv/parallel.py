@@ -6,13 +6,27 @@ It owns the same pieces as the single-agent base: one :class:`~fbenv.sim.Simulat
 the :class:`~fbenv.truth.Truth` record. Seats have fixed names (``actor_0``,
 ``critic_0``...); ``learnable=`` names the seats the learner plays, and every other seat
 is played by its role (``seat_roles``), rule or LLM, all of them asked in one batched call
-per step. A text observation is ``Dict({"text": ...})`` (PettingZoo's AEC test reads
+per step (simultaneous play, the default; see turn-based play below). A text observation is ``Dict({"text": ...})`` (PettingZoo's AEC test reads
 ``.dtype``); AEC comes from ``pettingzoo.utils.conversions.parallel_to_aec``.
 
 A task writes hooks: :meth:`new_task`, :meth:`opening`, :meth:`seat_context` (what a
 simulated seat's role is asked with), :meth:`respond` (every seat's text of the step ->
 a :class:`~fbenv.truth.StepResult` per learnable seat), :meth:`candidate_replies` and
 :meth:`features` per seat, and optionally :meth:`publish` and :meth:`extra_info`.
+``keep_rounds`` (as on the single-agent base) keeps the text transcript to its last rounds.
+
+**Turn-based play** (``turn_based = True``): many games are sequential (an answer, a
+critique, a revision...), not simultaneous. Such a task says who moves with
+:meth:`to_act` (the seats that act now, in order; several act at once; none: the game is
+over) and plays each move with :meth:`play_turn` (which writes it into the transcript:
+the base publishes nothing). The base plays the simulated seats itself: after
+:meth:`opening` and after each step's learnable moves it keeps asking them (the seats of
+one group in one batched call, with their contexts taken before any of them moves) until
+a learnable seat is to act or the game is over, so a single learnable seat never waits.
+A step's actions are read only from the learnable seats in :meth:`to_act`; every other
+learnable seat's is ignored and flagged ``info["ignored_action"]`` (:data:`IGNORED_ACTION`).
+Then :meth:`respond` gets the step's moves in order and returns the results.
+:meth:`begin_turns` is called before each step's moves (reset per-step tallies there).
 """
 
 from __future__ import annotations
@@ -34,6 +48,9 @@ from fbenv.sim import Simulation
 from fbenv.transcript import Transcript
 from fbenv.truth import StepResult, Truth
 
+#: turn-based tasks: the info key flagging a learnable seat whose action this step was not read (not its turn)
+IGNORED_ACTION = "ignored_action"
+
 
 class FeedbackParallelEnv(ParallelEnv):
     """A multi-agent task whose feedback comes from simulated people (see module docs)."""
@@ -51,6 +68,10 @@ class FeedbackParallelEnv(ParallelEnv):
     feature_bounds: ClassVar[tuple[float, float]] = (0.0, 1.0)
     max_obs_chars: ClassVar[int] = 8192
     max_action_chars: ClassVar[int] = 2000
+    #: the text transcript keeps the last this many rounds (None: all), as on the single-agent base
+    keep_rounds: ClassVar[int | None] = None
+    #: sequential play: :meth:`to_act` says who moves, :meth:`play_turn` plays a move (see module docs)
+    turn_based: ClassVar[bool] = False
 
     def __init__(self, *, learnable: "str | Iterable[str] | None" = None, max_cycles: int = 25, **options: Any):
         owner = type(self).__name__
@@ -82,7 +103,7 @@ class FeedbackParallelEnv(ParallelEnv):
         self.sim = Simulation(self.options, rng=lambda: self.np_random)
         self.np_random: np.random.Generator | None = None
         self.agents: list[str] = []
-        self.transcript = Transcript()
+        self.transcript = Transcript(self.keep_rounds)
         self.task: Any = None
         self.cycles = 0
         self._tallies: dict[str, EpisodeTally] = {}
@@ -117,8 +138,24 @@ class FeedbackParallelEnv(ParallelEnv):
         raise NotImplementedError(f"{type(self).__name__} must implement seat_context()")
 
     def respond(self, texts: Mapping[str, str]) -> Mapping[str, StepResult]:
-        """Every seat's text of the step (learnable and simulated) -> a result per learnable seat."""
+        """Every seat's text of the step (learnable and simulated) -> a result per learnable seat.
+
+        Turn-based: called after the step's moves with them as ``(seat, move)`` pairs in the
+        order played (see :meth:`play_turn`); the moves are already played."""
         raise NotImplementedError(f"{type(self).__name__} must implement respond()")
+
+    def to_act(self) -> Sequence[str]:
+        """Turn-based: the seats that act now, in order (none: the game is over)."""
+        raise NotImplementedError(f"{type(self).__name__} is turn-based and must implement to_act()")
+
+    def play_turn(self, seat: str, move: Any) -> None:
+        """Turn-based: play one move and write it into the transcript. ``move`` is a learnable
+        seat's text, or the value a simulated seat's role answered (an index already turned
+        into the seat's candidate reply)."""
+        raise NotImplementedError(f"{type(self).__name__} is turn-based and must implement play_turn()")
+
+    def begin_turns(self) -> None:
+        """Turn-based: called at the start of each step, before its moves (not at reset)."""
 
     def candidate_replies(self, seat: str) -> Sequence[str]:
         raise NotImplementedError(f"{type(self).__name__} must implement candidate_replies()")
@@ -146,7 +183,7 @@ class FeedbackParallelEnv(ParallelEnv):
         # ``options`` are read by no task yet; PettingZoo's API test passes arbitrary ones
         self.agents = list(self.possible_agents)
         self.sim.begin_episode()
-        self.transcript = Transcript()
+        self.transcript = Transcript(self.keep_rounds)
         self.cycles = 0
         outcomes = self.task_spec.outcomes if self.task_spec else ()
         self._tallies = {a: EpisodeTally(seed, outcomes) for a in self.agents}
@@ -154,9 +191,12 @@ class FeedbackParallelEnv(ParallelEnv):
         self._failed_at_reset = None
         try:
             self.opening()
+            if self.turn_based:
+                self._play_turns({})
         except FeedbackFailure as exc:
             self._failed_at_reset = str(exc)
-        infos = {a: self._info(a, Truth(), {}) for a in self.agents}
+        flags = {IGNORED_ACTION: False} if self.turn_based else {}
+        infos = {a: self._info(a, Truth(), flags) for a in self.agents}
         if self._failed_at_reset:
             for info in infos.values():
                 info[keys.FEEDBACK_ERROR] = self._failed_at_reset
@@ -175,12 +215,22 @@ class FeedbackParallelEnv(ParallelEnv):
         self.sim.begin_step()
         error = self._failed_at_reset
         results: Mapping[str, StepResult] = {}
+        if self.turn_based:  # after a failed reset nothing is read and nobody is flagged: feedback_error says why
+            on_turn = set(self.to_act()) if error is None else set(self.agents)
+            for a in self.agents:
+                notes[a][IGNORED_ACTION] = a not in on_turn
+            texts = {a: t for a, t in texts.items() if a in on_turn}
         if error is None:
             try:
-                texts.update(self._play_simulated())
-                self.publish(texts)
-                self.cycles += 1
-                results = self.respond(texts)
+                if self.turn_based:
+                    self.cycles += 1
+                    self.begin_turns()
+                    results = self.respond(self._play_turns(texts))
+                else:
+                    texts.update(self._play_simulated())
+                    self.publish(texts)
+                    self.cycles += 1
+                    results = self.respond(texts)
             except FeedbackFailure as exc:
                 error = str(exc)
         obs, rewards, terms, truncs, infos = {}, {}, {}, {}, {}
@@ -204,15 +254,38 @@ class FeedbackParallelEnv(ParallelEnv):
 
     def _play_simulated(self) -> dict[str, str]:
         """Every simulated seat's turn, asked of their roles in one batched call."""
-        if not self.simulated:
-            return {}
-        answers = self.sim.ask_many([(self.seat_roles[s], self.seat_context(s)) for s in self.simulated])
-        out = {}
-        for seat, answer in zip(self.simulated, answers):
+        return {seat: str(value) for seat, value in zip(self.simulated, self._ask(self.simulated))}
+
+    def _play_turns(self, texts: Mapping[str, str]) -> list[tuple[str, Any]]:
+        """Turn-based: the learnable seats' moves in ``texts`` (their group's simulated seats
+        beside them), then the simulated seats' groups until a learnable seat is to act."""
+        played: list[tuple[str, Any]] = []
+        first = bool(texts)
+        while group := tuple(self.to_act()):
+            if not first and any(s in self.views for s in group):
+                break
+            first = False
+            asked = [s for s in group if s not in self.views]
+            answers = dict(zip(asked, self._ask(asked)))
+            for seat in group:
+                if seat not in answers and seat not in texts:
+                    raise InvalidArgumentError(f"{type(self).__name__}.to_act: names {seat!r}, with no action this step")
+                move = answers[seat] if seat in answers else texts[seat]
+                self.play_turn(seat, move)
+                played.append((seat, move))
+        return played
+
+    def _ask(self, seats: Sequence[str]) -> list[Any]:
+        """The simulated seats' answers, asked in one batched call; an index becomes its candidate reply."""
+        if not seats:
+            return []
+        answers = self.sim.ask_many([(self.seat_roles[s], self.seat_context(s)) for s in seats])
+        out = []
+        for seat, answer in zip(seats, answers):
             value = answer.value
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 value = self.candidate_replies(seat)[int(value)]
-            out[seat] = str(value)
+            out.append(value)
         return out
 
     def _observe(self, seat: str) -> Any:

@@ -11,7 +11,7 @@ import pytest
 import fbenv
 from fbenv.envs import actor_critic as A
 from fbenv.envs import problems as P
-from fbenv.fidelity import _run_parallel
+from fbenv.episodes import run_parallel_episode
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
 from fbenv.testing import check_fbenv_parallel_env
@@ -102,7 +102,7 @@ def test_fidelity_probe_direction_has_the_documented_sign_under_the_rule_simulat
     probe = A.fidelity_probe()
     for variant, sign in probe.expected_sign.items():
         env = make(**probe.variants[variant])
-        results = {n: [_run_parallel(env, f(env), s) for s in range(60)] for n, f in probe.policies.items()}
+        results = {n: [run_parallel_episode(env, f(env), s) for s in range(60)] for n, f in probe.policies.items()}
         assert sign * probe.direction(variant, results) > 0.15, variant
 
 
@@ -279,14 +279,14 @@ def faithful_episodes(critic, actor, seats, **kw):
     env = make(simulator="llm", llm=backend, learnable=seats, **kw)
     backend.env = env
     policy = A.play(critic, actor)(env)
-    results = [_run_parallel(env, policy, s) for s in range(24)]
+    results = [run_parallel_episode(env, policy, s) for s in range(24)]
     return results, backend
 
 
 @pytest.mark.parametrize("critic", ["oracle", "misplaced", "random"])
 def test_a_faithful_llm_actor_refines_like_the_rule_actor(critic):
     kw = {"fix_rate": 1.0, "sway": 0.0, "critic_noise": 0.0}
-    rule = [_run_parallel(e, A.play(critic)(e), s) for e in [make(learnable="critic_0", **kw)] for s in range(24)]
+    rule = [run_parallel_episode(e, A.play(critic)(e), s) for e in [make(learnable="critic_0", **kw)] for s in range(24)]
     llm, backend = faithful_episodes(critic, "follower", "critic_0", **kw)
     assert [(r.reward, r.true_utility) for r in rule] == [(r.reward, r.true_utility) for r in llm]
     assert all(r.fallbacks == 0 == r.parse_failures for r in llm)
@@ -296,7 +296,7 @@ def test_a_faithful_llm_actor_refines_like_the_rule_actor(critic):
 def test_a_faithful_llm_critic_judges_like_the_rule_critic():
     kw = {"critic_noise": 0.0}
     for actor in ("follower", "random"):
-        rule = [_run_parallel(e, A.play("oracle", actor)(e), s) for e in [make(learnable="actor_0", **kw)] for s in range(24)]
+        rule = [run_parallel_episode(e, A.play("oracle", actor)(e), s) for e in [make(learnable="actor_0", **kw)] for s in range(24)]
         llm, _ = faithful_episodes("oracle", actor, "actor_0", **kw)
         assert [(r.reward, r.true_utility, r.turns) for r in rule] == [(r.reward, r.true_utility, r.turns) for r in llm]
         assert all(r.fallbacks == 0 == r.parse_failures for r in llm)

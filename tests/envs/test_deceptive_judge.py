@@ -10,6 +10,7 @@ import pytest
 import fbenv
 from fbenv.envs import deceptive_judge as D
 from fbenv.envs import problems as P
+from fbenv.episodes import run_parallel_episode
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
 from fbenv.testing import check_fbenv_parallel_env, check_spec_card
@@ -24,7 +25,8 @@ def make(**kw):
 
 def outcomes(judge="silent", solver="follower", seeds=SEEDS, **kw):
     env = make(**kw)
-    return [D.run(env, D.play(judge, solver), s)["episode_result"]["outcomes"] for s in seeds]
+    policy = D.play(judge, solver)(env)
+    return [run_parallel_episode(env, policy, s).outcomes for s in seeds]
 
 
 def pooled(results, what):
@@ -141,9 +143,9 @@ def test_a_judge_without_the_key_cannot_point_at_the_error_better_than_chance(kn
 
 def test_the_deceptive_judges_reward_and_the_truth_come_apart():
     env = make(solver_accuracy=1.0)
-    pushed = [D.run(env, D.play("pusher"), s)["episode_result"] for s in range(40)]
-    silent = [D.run(env, D.play("silent"), s)["episode_result"] for s in range(40)]
-    assert np.mean([r["reward"] for r in pushed]) > 0.9 > 0.1 > np.mean([r["true_utility"] for r in pushed])
+    pushed = [run_parallel_episode(env, D.play("pusher")(env), s) for s in range(40)]
+    silent = [D.run(env, D.play("silent"), s)["episode_result"] for s in range(40)]  # the bench suite's shape
+    assert np.mean([r.reward for r in pushed]) > 0.9 > 0.1 > np.mean([r.true_utility for r in pushed])
     assert np.mean([r["reward"] for r in silent]) == 0.0 and np.mean([r["true_utility"] for r in silent]) == 1.0
 
 
@@ -184,9 +186,9 @@ def test_both_seats_learnable_take_turns_and_pass_the_registry_checks():
     obs, infos = env.reset(seed=2)
     assert env.turn == "solver_0" and obs["solver_0"][-1] == 1.0 and obs["judge_0"][-1] == 0.0
     _, _, _, _, infos = env.step({"solver_0": env.task.profile.first, "judge_0": 3})
-    assert infos["judge_0"]["idle"] and not infos["solver_0"]["idle"] and env.turn == "judge_0"
-    result = D.run(make(learnable=("solver_0", "judge_0"), solver_accuracy=1.0), D.play("pusher"), 0)
-    assert result["episode_result"]["outcomes"]["target_reached"]
+    assert infos["judge_0"]["ignored_action"] and not infos["solver_0"]["ignored_action"] and env.turn == "judge_0"
+    both = make(learnable=("solver_0", "judge_0"), solver_accuracy=1.0)
+    assert run_parallel_episode(both, D.play("pusher")(both), 0).outcomes["target_reached"]
     for kw in ({"interface": "text"}, {"interface": "discrete", "simulator": "llm", "llm": ChoosingBackend()}):
         check_fbenv_parallel_env(lambda kw=kw: make(learnable=("solver_0", "judge_0"), **kw))
     check_spec_card(fbenv.spec(ENV_ID))
@@ -197,7 +199,7 @@ def test_both_seats_learnable_take_turns_and_pass_the_registry_checks():
 def test_lockstep_determinism_and_one_hidden_task_for_both_views(kw):
     def trace(env):
         return [(r["reward"], r["true_utility"], r["outcomes"]) for r in
-                (D.run(env, D.play("random", "follower"), s)["episode_result"] for s in range(8))]
+                (run_parallel_episode(env, D.play("random", "follower")(env), s).as_info() for s in range(8))]
 
     assert trace(make(**kw)) == trace(make(**kw))
     a, b = make(interface="text"), make(interface="discrete")
