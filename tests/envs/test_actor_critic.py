@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from fbenv.episodes import run_parallel_episode
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
 from fbenv.testing import check_fbenv_parallel_env
+from tests.fbenv.readers import read_critic_question
 
 ENV_ID = "fbenv/ActorCritic-v0"
 SEEDS = range(240)
@@ -255,21 +255,7 @@ class Faithful(Backend):
                 pick = choices.index(p.key if fixed else prev)
                 out.append(ChatResult(choices[pick], choice_logprobs=tuple(np.log(np.eye(len(choices))[pick] * 0.9 + 0.02))))
                 continue
-            holds = None
-            ref = re.search(r"Reference (?:answer|step \d): (.*)\nSolver's (?:answer|step \d): (.*)\n", text)
-            if ref:
-                holds = ref.group(1).strip() == ref.group(2).strip()
-            elif text.startswith("Text:\n"):
-                body = text[len("Text:\n"):].rsplit("\n\n", 1)[0]
-                claim, lines = choices[0], body.strip().splitlines()
-                if m := re.match(r"The text mentions (\w+) and (\w+)\.", claim):
-                    rest = "\n".join(lines[1:] if lines and lines[0].startswith("## ") else lines)
-                    holds = all(re.search(rf"\b{w}\b", rest) for w in m.groups())
-                elif m := re.match(r"The text starts with the header '(.*)'\.", claim):
-                    holds = lines[0].strip() == m.group(1)
-                elif m := re.match(r"The text gives the number (\d+)\.", claim):
-                    holds = re.search(rf"(?<!\d){m.group(1)}(?!\d)", body) is not None
-            probs = np.array([0.5, 0.5]) if holds is None else np.array([0.9, 0.1] if holds else [0.1, 0.9])
+            probs = read_critic_question(choices, text)
             out.append(ChatResult(choices[int(np.argmax(probs))], choice_logprobs=tuple(np.log(probs))))
         return out
 
@@ -319,11 +305,15 @@ def test_the_llm_actor_is_prompted_with_the_critique_and_free_text_seats_follow_
     env.reset(seed=0)
     _, r, te, tr, infos = env.step({"actor_0": 0})
     assert tr == {"actor_0": True} and not te["actor_0"] and r["actor_0"] == 0.0 and "feedback_error" in infos["actor_0"]
-    free = ScriptedBackend([(r"agree with the reference", "Yes."), (r"meet the requirement", "No.")])
+    rule = make(learnable="actor_0", family="facts")
+    rule.reset(seed=0)
+    p = rule.problem
+    final = P.check(p, p.candidates[0].text).final
+    free = ScriptedBackend([(r"final answer", f"They say {final}."), (r"meet the requirement", "No.")])
     env = make(learnable="actor_0", simulator={"critic": "llm"}, llm=free, family="facts")
     env.reset(seed=0)
     *_, infos = env.step({"actor_0": 0})
-    assert infos["actor_0"]["feedback"][0].parsed and infos["actor_0"]["verdict"] is True
+    assert infos["actor_0"]["feedback"][0].parsed and infos["actor_0"]["verdict"] is (p.right == 0)
 
 
 # ---------------------------------------------------------------- the bench suite

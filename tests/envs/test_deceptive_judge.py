@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from fbenv.episodes import run_parallel_episode
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
 from fbenv.testing import check_fbenv_parallel_env, check_spec_card
+from tests.fbenv.readers import read_critic_question
 
 ENV_ID = "fbenv/DeceptiveJudge-v0"
 SEEDS = range(80)
@@ -53,20 +52,10 @@ class Faithful(Backend):
         for req in requests:
             choices, msgs = req.sampling.choices, req.messages
             text = msgs[-1].content
-            ref = re.search(r"Reference (?:answer|step \d): (.*)\nSolver's (?:answer|step \d): (.*)\n", text)
-            if len(choices) == 2:
-                holds = None if ref is None else ref.group(1).strip() == ref.group(2).strip()
-                if text.startswith("Text:\n"):  # a note against one requirement
-                    body, claim = text[len("Text:\n"):].rsplit("\n\n", 1)[0], choices[0]
-                    lines = body.strip().splitlines()
-                    rest = "\n".join(lines[1:] if lines and lines[0].startswith("## ") else lines)
-                    if m := re.match(r"The text mentions (\w+) and (\w+)\.", claim):
-                        holds = all(re.search(rf"\b{w}\b", rest) for w in m.groups())
-                    elif m := re.match(r"The text starts with the header '(.*)'\.", claim):
-                        holds = bool(lines) and lines[0].strip() == m.group(1)
-                    elif m := re.match(r"The text gives the number (\d+)\.", claim):
-                        holds = re.search(rf"(?<!\d){m.group(1)}(?!\d)", rest) is not None
-                probs = np.array([0.5, 0.5]) if holds is None else np.array([0.9, 0.1] if holds else [0.1, 0.9])
+            if len(choices) == 2 or text.startswith("Solver's") or text.startswith("N/A\n\n"):
+                probs = read_critic_question(choices, text)
+                if probs is None:  # the keyless judge's one question: is the answer right?
+                    probs = np.array([0.5, 0.5])
             else:
                 said = " ".join(text.split())
                 quoted = [i for i, c in enumerate(choices) if " ".join(c.split()) in said]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from fbenv.envs import refine as R
 from fbenv.episodes import run_episode
 from fbenv.llm import ChoosingBackend, ScriptedBackend
 from fbenv.llm.base import Backend, ChatResult
+from tests.fbenv.readers import read_critic_question
 
 ENV_ID = "fbenv/Refine-v0"
 SEEDS = range(90)
@@ -33,7 +33,7 @@ def mean(results, key):
 
 
 class Faithful(Backend):
-    """Answers the critic's belief questions by reading the text in front of it, exactly."""
+    """Answers the critic's questions by reading the text in front of it, exactly."""
 
     spec = model = "faithful"
     scores_choices = True
@@ -42,22 +42,7 @@ class Faithful(Backend):
         out = []
         for req in requests:
             choices, text = req.sampling.choices, req.messages[-1].content
-            holds = None
-            ref = re.search(r"Reference (?:answer|step \d): (.*)\nSolver's (?:answer|step \d): (.*)\n", text)
-            if ref:
-                holds = ref.group(1).strip() == ref.group(2).strip()
-            elif text.startswith("Text:\n"):
-                body = text[len("Text:\n"):].rsplit("\n\n", 1)[0]
-                claim = choices[0]
-                if m := re.match(r"The text mentions (\w+) and (\w+)\.", claim):
-                    lines = body.strip().splitlines()
-                    rest = "\n".join(lines[1:] if lines and lines[0].startswith("## ") else lines)
-                    holds = all(re.search(rf"\b{w}\b", rest) for w in m.groups())
-                elif m := re.match(r"The text starts with the header '(.*)'\.", claim):
-                    holds = body.strip().splitlines()[0].strip() == m.group(1)
-                elif m := re.match(r"The text gives the number (\d+)\.", claim):
-                    holds = re.search(rf"(?<!\d){m.group(1)}(?!\d)", body) is not None
-            probs = np.array([0.5, 0.5]) if holds is None else np.array([0.9, 0.1] if holds else [0.1, 0.9])
+            probs = read_critic_question(choices, text)
             out.append(ChatResult(choices[int(np.argmax(probs))], choice_logprobs=tuple(np.log(probs))))
         return out
 
@@ -324,13 +309,13 @@ def test_the_llm_critic_asks_one_fact_at_a_time_and_a_deceptive_one_is_told_its_
     assert record.simulator == "llm" and record.parsed and record.fallback is None
     asked = [r for r in backend.calls if "N/A" not in r.messages[-1].content]
     assert len(asked) == 1 and "convince" in asked[0].messages[0].content
-    assert f"Reference answer: {P.check(p, p.candidates[target].text).final}" in asked[0].messages[-1].content
+    assert f"the answer {P.check(p, p.candidates[target].text).final} is right" in asked[0].messages[0].content
     backend.calls.clear()
     env = make(simulator="llm", llm=backend, feedback="targeted", family="arithmetic")
     env.reset(seed=0)
     env.step(0)
     asked = [r for r in backend.calls if "N/A" not in r.messages[-1].content]
-    assert len(asked) == 5 and all("Reference" in r.messages[-1].content for r in asked)
+    assert len(asked) == 5 and all(r.messages[-1].content.startswith("Solver's") for r in asked)
     a = make(simulator="llm", llm="choosing")
     b = make(simulator="llm", llm="choosing")
     ra = [run_episode(a, R.play(R.random_solver)(a), s) for s in range(6)]
@@ -349,11 +334,15 @@ def test_fidelity_with_a_faithful_reader_matches_the_rule_critic():
 
 
 def test_free_text_critics_parse_and_unreadable_ones_follow_the_policy():
-    judge = ScriptedBackend([(r"agree with the reference", "Yes."), (r"meet the requirement", "No.")])
+    rule = make(family="facts")
+    rule.reset(seed=0)
+    p = rule.unwrapped.problem
+    final = P.check(p, p.candidates[0].text).final
+    judge = ScriptedBackend([(r"final answer", f"They answered {final}, I think."), (r"meet the requirement", "No.")])
     env = make(simulator="llm", llm=judge, family="facts")
     env.reset(seed=0)
     *_, info = env.step(0)
-    assert info["feedback"][0].parsed and info["feedback"][0].scalar == 1.0
+    assert info["feedback"][0].parsed and info["feedback"][0].scalar == float(p.right == 0)
     mute = ScriptedBackend([], default="I like turtles.")
     env = make(simulator="llm", llm=mute, on_parse_error="truncate")
     env.reset(seed=0)
@@ -366,9 +355,8 @@ def test_free_text_critics_parse_and_unreadable_ones_follow_the_policy():
 
 def test_ppo_under_the_honest_judge_beats_random():
     import torch
-    from stable_baselines3 import PPO
-
     from fbenv.agents.sb3 import evaluate, make_vec_env
+    from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
     kw = {"feedback": "answer", "max_rounds": 2}

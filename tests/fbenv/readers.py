@@ -50,3 +50,34 @@ class Reader(Backend):
             out.append(ChatResult(choices[pick] if choices else "It went fine.",
                                   choice_logprobs=tuple(np.log(probs)) if choices else None))
         return out
+
+
+def read_critic_question(choices, text: str):
+    """How a faithful reader answers the problem bank's critic (``fbenv.envs.problems``):
+    which final answer or step the solver's text states (the option it says), and whether a
+    note meets a checklist requirement. Choice probabilities, uniform for the content-free
+    prompt; None when ``text`` is no critic question."""
+    import re
+
+    n = len(choices)
+    if text.startswith("N/A\n\n"):
+        return np.full(n, 1.0 / n)
+    said = re.search(r"^Solver's answer:\n(?:.*\n)*?Answer: *(.*)$|^Solver's step \d: (.*)$", text, re.M)
+    if said and text.startswith("Solver's"):
+        value = (said.group(1) or said.group(2) or "").strip()
+        values = [re.sub(r"^The solver's (?:final answer is|step \d says) ", "", c)[:-1] for c in choices]
+        probs = np.array([0.9 if v == value else 0.1 for v in values])
+        return probs / probs.sum()
+    if text.startswith("Text:\n") and n == 2:
+        body, claim = text[len("Text:\n"):].rsplit("\n\n", 1)[0], choices[0]
+        lines = body.strip().splitlines()
+        rest = "\n".join(lines[1:] if lines and lines[0].startswith("## ") else lines)
+        holds = None
+        if m := re.match(r"The text mentions (\w+) and (\w+)\.", claim):
+            holds = all(re.search(rf"\b{w}\b", rest) for w in m.groups())
+        elif m := re.match(r"The text starts with the header '(.*)'\.", claim):
+            holds = bool(lines) and lines[0].strip() == m.group(1)
+        elif m := re.match(r"The text gives the number (\d+)\.", claim):
+            holds = re.search(rf"(?<!\d){m.group(1)}(?!\d)", rest) is not None
+        return np.array([0.5, 0.5]) if holds is None else np.array([0.9, 0.1] if holds else [0.1, 0.9])
+    return None
