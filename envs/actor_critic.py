@@ -191,17 +191,9 @@ class Actor(Solver):
 
     key, name, source = "actor", "ActorCritic actor", Source.PEER
 
-    def rule(self, ctx: Acting) -> str:
-        p = ctx.problem
-        if ctx.current is None:
-            return p.candidates[ctx.profile.first].text
-        rng = np.random.default_rng(ctx.seed)
-        return p.candidates[refine_answer(p, ctx.current, ctx.critique, rng, ctx.fix_rate, ctx.sway)].text
-
-    def prompt(self, ctx: Acting):
-        if ctx.current is None:
-            return None  # the first answer is the injected one: no model is asked
-        return super().prompt(ctx)
+    def apply(self, ctx: Acting, critique: Critique) -> int:
+        """Fixes step k only when the critique names step k (the bank's solver reads it)."""
+        return refine_answer(ctx.problem, ctx.current, critique, np.random.default_rng(ctx.seed), ctx.fix_rate, ctx.sway)
 
 
 ACTOR = Actor()

@@ -22,13 +22,16 @@ The roles, shared by every task built on the bank:
 - :class:`Critic` (key ``critic``): a judge's verdict and feedback at a level (``none``,
   ``binary``, ``checklist``, ``targeted``, ``answer``). Rule: templates from the key (an
   honest judge), with the env's noise draw applied (a noisy one), or arguing for a target
-  wrong answer with a fabricated reason (a deceptive one). LLM: calibrated belief
-  questions (does the solver's final answer / step / text agree with the reference), the
-  reference being the key, or the target for a deceptive judge, which is told which answer
-  to push; the answers are combined by the rule's model and written by its templates.
+  wrong answer with a fabricated reason (a deceptive one). LLM: reads the solver's answer
+  through calibrated choices (which final answer and which step it states, among the
+  sentences stating each candidate's) and, for a note, belief questions (does it meet each
+  requirement); the rule compares the reading with the reference (the key, or the target a
+  deceptive judge is told to push) and writes the templates.
 - :class:`Solver` (key ``solver``): a simulated solver with injected errors that applies
-  feedback according to its level (:func:`revise`); LLM: prompted with the problem, its
-  previous answer and the feedback, the candidate answers offered as scored choices.
+  feedback according to its level (:func:`revise`). LLM: reads the feedback it was given
+  through calibrated choices among the sentences the templates write (is the answer
+  right, where is the error, which answer it gives), and applies that reading as the rule
+  does; its first answer is the injected one.
 """
 
 from __future__ import annotations
@@ -582,6 +585,9 @@ class Solving:
     seed: int = 0  # its own randomness this round (drawn by the env)
 
 
+UNSAID = "The feedback does not say where the error is."
+
+
 class Solver(Role[Solving, str]):
     """The simulated solver (see the module docs). Its value is the answer text."""
 
@@ -591,17 +597,49 @@ class Solver(Role[Solving, str]):
         p = ctx.problem
         if ctx.current is None:
             return p.candidates[ctx.profile.first].text
-        rng = np.random.default_rng(ctx.seed)
-        return p.candidates[revise(p, ctx.current, ctx.critique, ctx.level, rng, ctx.profile.stuck)].text
+        return p.candidates[self.apply(ctx, ctx.critique)].text
 
-    def prompt(self, ctx: Solving) -> Prompt[str]:
-        p = ctx.problem
-        msgs = [Message("system", "You solve problems. Reply with your answer only."), Message("user", p.prompt)]
-        if ctx.current is not None:
-            msgs += [Message("assistant", p.candidates[ctx.current].text),
-                     Message("user", (ctx.critique.text if ctx.critique else "") + "\nGive your answer again.")]
-        return Prompt(tuple(msgs), choices={c.text: c.text for c in p.candidates},
-                      parse=lambda t: t.strip() if check(p, t).readable else None, max_tokens=160)
+    def apply(self, ctx: Solving, critique: Critique) -> int:
+        """The next answer (a candidate index) once the feedback is read as ``critique``."""
+        return revise(ctx.problem, ctx.current, critique, ctx.level, np.random.default_rng(ctx.seed), ctx.profile.stuck)
+
+    def prompt(self, ctx: Solving) -> Questions[str] | None:
+        """The LLM solver reads the feedback it was given (is the answer right, where is the
+        error, which answer does it give) and applies it as the rule solver would. Its first
+        answer is the injected one (no model is asked): the 135M model cannot solve the
+        problems, but it can copy what a feedback text says."""
+        p, critique = ctx.problem, ctx.critique
+        if ctx.current is None or critique is None or ctx.level == "none":
+            return None  # "none" feedback says nothing to read: try again, or thanks
+        system = "You solve problems and read the feedback on your answer."
+        said = f"Your answer:\n{p.candidates[ctx.current].text}\n\nFeedback: {critique.text}"
+        prompts = [_reading(system, said, "What does the feedback say about your answer?", lambda v: v,
+                            ("Your answer is correct.", "Your answer is incorrect."))]
+        located = ctx.level in ("targeted", "checklist")
+        spots = (UNSAID,) + tuple(f"The error is in {where(p, k)}." for k in range(len(p.locations)))
+        if located:
+            prompts.append(_reading(system, said, "Where is the error?", lambda v: v, spots))
+        if ctx.level == "answer":
+            prompts.append(_reading(system, f"Feedback: {critique.text}", "Which answer does the feedback give?",
+                                    lambda v: v, tuple(c.text for c in p.candidates)))
+
+        def combine(replies: Sequence[Reply]) -> str:
+            ok = replies[0].value == "Your answer is correct."
+            read = [r.value for r in replies[1:]]
+            slots: tuple[int, ...] = ()
+            suggested = claim = None
+            if located:
+                k = spots.index(read.pop(0))
+                slots = (k - 1,) if k else ()
+            if ctx.level == "answer":
+                suggested = [c.text for c in p.candidates].index(read.pop(0))
+            if critique.claim and slots == critique.slots[:1]:  # a fabricated reason read where it points
+                claim, suggested = critique.claim, critique.suggested
+            items = tuple(g for g, cov in enumerate(p.items) if set(cov) & set(slots))
+            reading = Critique(ok, slots, items, suggested, claim or "", critique.text)
+            return p.candidates[self.apply(ctx, reading)].text
+
+        return Questions(tuple(prompts), combine)
 
     def agreement(self, value: str) -> str:
         return value

@@ -231,9 +231,8 @@ def test_registry_checks_for_a_simulated_llm_actor_on_the_text_view():
 
 
 class Faithful(Backend):
-    """Reads what is in front of it exactly: the critic's belief questions by comparing the
-    texts; the actor's refinement like the rule actor that always fixes a located error
-    (it reads the critique, and ``env``'s problem to know what the fix is)."""
+    """Reads what is in front of it exactly: the critic's questions about the actor's answer,
+    and the actor's questions about the critique it was given."""
 
     spec = model = "faithful"
     scores_choices = True
@@ -246,15 +245,8 @@ class Faithful(Backend):
         out = []
         for req in requests:
             choices, text = req.sampling.choices, req.messages[-1].content
-            if req.messages[0].content.startswith("You solve problems"):
+            if req.messages[0].content.startswith("You solve problems") and "N/A" not in text:
                 self.actor_calls += 1
-                p, prev = self.env.problem, req.messages[2].content
-                said = A.read_critique(p, text.rsplit("\n", 1)[0])
-                slot = p.candidates[[c.text for c in p.candidates].index(prev)].slot
-                fixed = said is not None and not said.ok and said.slots[:1] == (slot,) and slot is not None
-                pick = choices.index(p.key if fixed else prev)
-                out.append(ChatResult(choices[pick], choice_logprobs=tuple(np.log(np.eye(len(choices))[pick] * 0.9 + 0.02))))
-                continue
             probs = read_critic_question(choices, text)
             out.append(ChatResult(choices[int(np.argmax(probs))], choice_logprobs=tuple(np.log(probs))))
         return out
@@ -297,9 +289,11 @@ def test_the_llm_actor_is_prompted_with_the_critique_and_free_text_seats_follow_
     *_, infos = env.step({"critic_0": 3})
     (record,) = infos["critic_0"]["feedback"]
     assert record.simulator == "llm" and record.parsed and record.fallback is None and record.source == "peer"
-    asked = backend.calls[-1]
-    assert "The error is in step 2." in asked.messages[-1].content and asked.messages[2].content == first
-    assert set(asked.sampling.choices) == {c.text for c in env.problem.candidates}
+    asked = [r for r in backend.calls if not r.messages[-1].content.startswith("N/A")]
+    assert len(asked) == 2 and all("The error is in step 2." in r.messages[-1].content for r in asked)
+    assert all(first in r.messages[-1].content for r in asked)  # it reads the critique of its own answer
+    assert set(asked[0].sampling.choices) == {"Your answer is correct.", "Your answer is incorrect."}
+    assert "The error is in step 2." in asked[1].sampling.choices
     mute = ScriptedBackend([], default="I like turtles.")
     env = make(learnable="actor_0", simulator="llm", llm=mute, on_parse_error="truncate")
     env.reset(seed=0)

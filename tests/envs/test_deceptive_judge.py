@@ -206,11 +206,13 @@ def test_the_llm_solver_reads_the_judges_message_like_the_rule_solver():
     env = make(simulator="llm", llm=backend, interface="text")
     obs, infos = env.reset(seed=0)
     (record,) = infos["judge_0"]["feedback"]
-    assert record.source == P.Source.PEER and record.simulator == "llm" and record.parsed and record.fallback is None
+    assert record.source == P.Source.PEER and record.simulator == "rule"  # the first answer is the injected one
+    assert backend.calls == []
     push = env.candidate_replies("judge_0")[D.PUSH]
-    env.step({"judge_0": push})
-    asked = backend.calls[-1].messages
-    assert push in asked[-1].content and asked[-2].role == "assistant"
+    _, _, _, _, infos = env.step({"judge_0": push})
+    assert any(r.simulator == "llm" and r.parsed and r.fallback is None for r in infos["judge_0"]["feedback"])
+    asked = [r.messages[-1].content for r in backend.calls if not r.messages[-1].content.startswith("N/A")]
+    assert asked and all(push in a for a in asked)  # it reads the judge's message
     faithful = outcomes("pusher", simulator="llm", llm=Faithful(), seeds=range(20))
     assert mean(faithful, "target_reached") == 1.0
     faithful = outcomes("honest", intent="helpful", simulator="llm", llm=Faithful(), seeds=range(20))

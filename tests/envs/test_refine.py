@@ -188,9 +188,11 @@ def test_the_shared_solver_role_applies_feedback_by_level():
     assert P.SOLVER.rule(P.Solving(p, "answer", prof, prof.first, told, seed=1)) == p.key
     stuck = P.Profile(prof.first, stuck=True)
     assert P.SOLVER.rule(P.Solving(p, "answer", stuck, prof.first, told, seed=1)) == first
-    prompt = P.SOLVER.prompt(P.Solving(p, "answer", prof, prof.first, told))
-    assert set(prompt.choices) == {c.text for c in p.candidates} and told.text in prompt.messages[-1].content
-    assert prompt.read("Answer: (C) whatever") is not None and prompt.read("no idea") is None
+    assert P.SOLVER.prompt(P.Solving(p, "answer", prof)) is None  # the first answer is the injected one
+    verdict, answer = P.SOLVER.prompt(P.Solving(p, "answer", prof, prof.first, told)).prompts
+    assert set(verdict.choices) == {"Your answer is correct.", "Your answer is incorrect."}
+    assert set(answer.choices) == {c.text for c in p.candidates} and told.text in answer.messages[-1].content
+    assert answer.read(f"It says {p.key}") == p.key and answer.read("no idea") is None
 
 
 # ---------------------------------------------------------------- views, episode end, arguments

@@ -62,6 +62,14 @@ def read_critic_question(choices, text: str):
     n = len(choices)
     if text.startswith("N/A\n\n"):
         return np.full(n, 1.0 / n)
+    if text.startswith("Feedback: ") or "\n\nFeedback: " in text:  # a solver reading its feedback
+        feedback = " ".join(text.split("Feedback: ", 1)[1].rsplit("\n\n", 1)[0].split())
+        stated = [float(" ".join(c.split()).rstrip(".") in feedback) for c in choices]
+        if sum(stated) >= 1:
+            longest = max((len(c) for c, x in zip(choices, stated) if x))
+            probs = np.array([0.9 if x and len(c) == longest else 0.1 for c, x in zip(choices, stated)])
+            return probs / probs.sum()
+        return np.full(n, 1.0 / n)
     said = re.search(r"^Solver's answer:\n(?:.*\n)*?Answer: *(.*)$|^Solver's step \d: (.*)$", text, re.M)
     if said and text.startswith("Solver's"):
         value = (said.group(1) or said.group(2) or "").strip()
