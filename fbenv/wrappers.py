@@ -18,6 +18,8 @@ through untouched, so the gap a protocol opens between feedback and truth stays 
   progress estimator, the payments summing exactly to it (SPA-RL).
 - :class:`SubgoalReward`: an auxiliary reward, in ``info["aux_reward"]``, the first time
   each subgoal predicate holds in an episode, optionally added with a weight (CALM).
+- :class:`SingleSeat`: one learnable seat of a multi-agent task as a Gymnasium env (the
+  other seats played by their simulated roles), for SB3 and other single-agent learners.
 - :class:`RecordTranscripts`: every finished episode appended as one JSON line, and
   :func:`to_preference_pairs` (DPO) and :func:`to_hindsight_chains` (Chain of Hindsight)
   to export such a file.
@@ -850,6 +852,42 @@ class SubgoalReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         _restate_return(info, self._paid)
         return obs, pay, terminated, truncated, info
 
+class SingleSeat(gym.Env):
+    """One learnable seat of a multi-agent fbenv task (a PettingZoo parallel env made with
+    ``learnable=<seat>``) as a Gymnasium env: the other seats are played by their simulated
+    roles inside each step, so SB3 and any single-agent learner train that seat. The seat's
+    observation, reward, termination, truncation and info (hidden objective included) pass
+    through unchanged; ``action_masks()`` is forwarded when the task offers it per seat."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env: Any, seat: str | None = None):
+        agents = list(getattr(env, "possible_agents", ()))
+        seat = seat if seat is not None else (agents[0] if len(agents) == 1 else None)
+        if seat is None or seat not in agents:
+            raise InvalidArgumentError(
+                f"SingleSeat: expects an env with one learnable seat (or seat= one of them), actual {agents}")
+        self.env, self.seat = env, seat
+        self.observation_space = env.observation_space(seat)
+        self.action_space = env.action_space(seat)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        obs, infos = self.env.reset(seed=seed, options=options)
+        return obs[self.seat], infos[self.seat]
+
+    def step(self, action: Any):
+        obs, rewards, terms, truncs, infos = self.env.step({self.seat: action})
+        s = self.seat
+        return obs[s], float(rewards[s]), bool(terms[s]), bool(truncs[s]), infos[s]
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.action_masks(self.seat)
+
+    def close(self) -> None:
+        self.env.close()
+
+
 __all__ = [
     "CostBudget",
     "StepwiseProgress",
@@ -863,6 +901,7 @@ __all__ = [
     "Peek",
     "PreferencePair",
     "RecordTranscripts",
+    "SingleSeat",
     "SwitchingCost",
     "completion_of",
     "peek_by_copy",

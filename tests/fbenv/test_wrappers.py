@@ -573,3 +573,28 @@ def test_scripted_llm_feedback_is_recorded_as_json(tmp_path):
     assert record["simulator"] == "llm" and record["raw"] == "Rating: 5" and record["scalar"] == 5.0
     assert record["usage"]["calls"] == 1 and isinstance(record["seed"], int) and record["scale"] == [1.0, 5.0]
     assert ep["env_kwargs"] == {"interface": "text", "simulator": "llm", "llm": "scripted"}  # a backend by its spec
+
+
+def test_single_seat_trains_one_seat_of_a_multi_agent_task():
+    """Gymnasium's checker passes around one seat of a PettingZoo task, the other seats
+    simulated, and the seat's reward and hidden objective pass through unchanged."""
+    from gymnasium.utils.env_checker import check_env
+
+    from fbenv.wrappers import SingleSeat
+
+    make = lambda: fbenv.make("fbenv/ActorCritic-v0", interface="discrete", learnable="critic_0")  # noqa: E731
+    env = SingleSeat(make())
+    check_env(env, skip_render_check=True)
+    raw = make()
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        robs, rinfos = raw.reset(seed=seed)
+        assert np.array_equal(obs, robs["critic_0"]) and info.keys() == rinfos["critic_0"].keys()
+        done = False
+        while not done:
+            obs, r, term, trunc, info = env.step(1)
+            robs, rr, rterm, rtrunc, rinfos = raw.step({"critic_0": 1})
+            assert r == rr["critic_0"] and info["true_utility"] == rinfos["critic_0"]["true_utility"]
+            done = term or trunc
+    with pytest.raises(fbenv.InvalidArgumentError, match="one learnable seat"):
+        SingleSeat(fbenv.make("fbenv/ActorCritic-v0", interface="discrete"))
