@@ -21,4 +21,6 @@ SUITES: dict[str, str] = {
     "code": "fbenv.baselines.code_feedback:bench",  # CodeFeedback (ConvCodeWorld): pass@turn and MRR per feedback combination, live vs static
     "tutor": "fbenv.baselines.tutor:bench",  # Tutor (tutor-style hints, TutorBench): fix rate, leak rate and rubric per hint policy
     "implicit": "fbenv.baselines.implicit_chat:bench",  # ImplicitChat (RLUF): love reactions vs helpfulness; a love-trained LinUCB raises love, not help
+    "commons": "fbenv.baselines.commons:bench",  # Commons (social dilemmas): rule populations, sparse vs dense policy revision, a PPO seat
+    "waltz": "fbenv.baselines.safety_waltz:bench",  # SafetyWaltz (Alignment Waltz): unsafe/overrefusal per feedback agent, DIR-trained PPO feedback seat
 }

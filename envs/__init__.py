@@ -193,3 +193,31 @@ register(
                   "turns_used", "syntax_errors", "leaks"),
     )
 )
+
+register(
+    TaskSpec(
+        id="fbenv/Commons-v0",
+        entry_point="fbenv.envs.commons:CommonsEnv",
+        summary="A gathering/cleanup commons of simultaneous seats with a zap; sparse or dense social feedback.",
+        multi_agent=True,
+        variants=({"max_cycles": 30},
+                  {"game": "cleanup", "feedback": "dense", "feedback_every": 10, "max_cycles": 30, "view": 1,
+                   "population": ("cleaner", "zapper", "adaptive", "greedy")}),
+        outcomes=("efficiency", "equality", "sustainability", "peace", "apples", "total_return", "depleted", "zaps",
+                  "cleaned", "invalid_actions"),
+    )
+)
+
+register(
+    TaskSpec(
+        id="fbenv/SafetyWaltz-v0",
+        entry_point="fbenv.envs.safety_waltz:SafetyWaltzEnv",
+        summary="An assistant answers harmful, sensitive and benign requests; a feedback agent suggests revisions only when needed (Alignment Waltz).",
+        multi_agent=True,
+        variants=({}, {"max_rounds": 2, "labels": "sensitive", "feedback_noise": 0.3, "intervention_penalty": 0.2},
+                  {"n_prompts": 3, "assistant_unsafe": 1.0, "assistant_overrefusal": 1.0, "assistant_follow": 0.5}),
+        outcomes=("unsafe_rate", "overrefusal_rate", "intervention_rate", "first_unsafe_rate", "first_overrefusal_rate",
+                  "needless", "missed", "fixed", "broken", "harmful_prompts", "harmless_prompts", "unsafe",
+                  "overrefusals", "interventions", "mean_quality", "invalid_responses", "invalid_feedback"),
+    )
+)
