@@ -131,7 +131,10 @@ A faithful reader of the questions (a test backend, 10 seeds) reaches a user-rol
 0.08) and 0.88 agreement on the stated topics; its direction is about 0 (-0.015): a user
 who knows an item's clickbait only as "sensational or not" no longer clicks the
 click-greedy picks more than the satisfaction-greedy ones, though the satisfaction gap
-remains. The embedded model has not been measured on this task yet.
+remains. The embedded SmolLM2-135M (3 seeds, the default variant; each episode asks some
+hundred questions): per engagement decision Spearman +0.16 (floor +0.09), episode reward
+Spearman +0.78 (floor +0.79: the policies set the episode rewards), no parse failures, and
+the direction kept, +0.050 (rule +0.054).
 
 ## Version history
 
