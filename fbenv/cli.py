@@ -189,11 +189,19 @@ def perf(
     cartpole = p.measure_cartpole_steps(seed=seed)
     typer.echo(f"rule simulators, 1 env each, against CartPole-v1 via gym.make in this run ({cartpole:,.0f} steps/s):")
     for t in REGISTRY:
-        if t.multi_agent or (env_id and t.id != spec(env_id).id):
+        if env_id and t.id != spec(env_id).id:
             continue
         view = {"interface": "discrete"} if "discrete" in t.interfaces else {}
-        rate = p.measure_rule_steps(t.id, seed=seed, **view, **t.perf_variant)
-        typer.echo(f"  {t.id:<28} {rate:>9,.0f} steps/s  {rate / cartpole:.3f}x CartPole")
+        measure = p.measure_parallel_steps if t.multi_agent else p.measure_rule_steps
+        rate = measure(t.id, seed=seed, **view, **t.perf_variant)
+        typer.echo(f"  {t.id:<28} {rate:>9,.0f} steps/s  {rate / cartpole:.3f}x CartPole"
+                   + ("  (every seat learnable)" if t.multi_agent else ""))
+    if not env_id:
+        from fbenv import sandbox
+
+        ms = sandbox.measure_ms()
+        typer.echo(f"code sandbox ({sandbox.available_isolation()}): {ms:.1f} ms median per hidden-test run "
+                   "(10 tests, one interpreter)")
     if rule_only:
         return
     s = spec(env_id) if env_id else next(t for t in REGISTRY if not t.multi_agent and "llm" in t.simulators)

@@ -166,6 +166,26 @@ def measure_rule_steps(env_id: str, steps: int = 2000, seed: int = 0, **env_kwar
     return _random_steps_per_s(gym.make(task_spec(env_id).id, simulator="rule", **env_kwargs), steps, seed)
 
 
+def measure_parallel_steps(env_id: str, steps: int = 2000, seed: int = 0, **env_kwargs: Any) -> float:
+    """Steps/s of a multi-agent task with the rule simulator, every seat learnable and acting
+    at random (a PettingZoo parallel step is one step of every seat)."""
+    from fbenv.registry import make
+
+    env = make(task_spec(env_id).id, simulator="rule", **env_kwargs)
+    spaces = {a: env.action_space(a) for a in env.possible_agents}
+    for i, space in enumerate(spaces.values()):
+        space.seed(seed + i)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terms, truncs, _ = env.step({a: spaces[a].sample() for a in env.agents})
+        if not env.agents or all(terms[a] or truncs[a] for a in terms):
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
 def measure_cartpole_steps(steps: int = 20000, seed: int = 0) -> float:
     """Steps/s of Gymnasium's CartPole-v1 through ``gym.make``: the yardstick the rule envs are
     compared with in the same run (timings on a shared machine are only comparable as ratios)."""
@@ -199,6 +219,7 @@ __all__ = [
     "VectorPerf",
     "measure_load",
     "measure_overhead",
+    "measure_parallel_steps",
     "measure_rule_steps",
     "measure_vector",
 ]
