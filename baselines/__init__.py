@@ -23,4 +23,5 @@ SUITES: dict[str, str] = {
     "implicit": "fbenv.baselines.implicit_chat:bench",  # ImplicitChat (RLUF): love reactions vs helpfulness; a love-trained LinUCB raises love, not help
     "commons": "fbenv.baselines.commons:bench",  # Commons (social dilemmas): rule populations, sparse vs dense policy revision, a PPO seat
     "waltz": "fbenv.baselines.safety_waltz:bench",  # SafetyWaltz (Alignment Waltz): unsafe/overrefusal per feedback agent, DIR-trained PPO feedback seat
+    "negotiation": "fbenv.baselines.negotiation:bench",  # Negotiation (self-play, AI feedback): coached buyer bargains harder, breaks more deals; PPO buyer
 }

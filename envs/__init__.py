@@ -210,6 +210,20 @@ register(
 
 register(
     TaskSpec(
+        id="fbenv/Negotiation-v0",
+        entry_point="fbenv.envs.negotiation:NegotiationEnv",
+        summary="A buyer and a seller with private limits bargain; a coach advises one between games (self-play, AI feedback).",
+        multi_agent=True,
+        variants=({}, {"games": 3, "coach": "buyer_0", "zopa": "overlap"},
+                  {"games": 2, "coach": "seller_0", "learnable": "coach_0", "max_turns": 6}),
+        outcomes=("deal_rate", "deals", "games", "walkaways", "broken", "buyer_surplus", "seller_surplus",
+                  "buyer_surplus_per_deal", "seller_surplus_per_deal", "buyer_share", "rounds_to_deal", "deal_by_game",
+                  "buyer_surplus_by_game", "seller_surplus_by_game", "advice", "invalid_moves"),
+    )
+)
+
+register(
+    TaskSpec(
         id="fbenv/SafetyWaltz-v0",
         entry_point="fbenv.envs.safety_waltz:SafetyWaltzEnv",
         summary="An assistant answers harmful, sensitive and benign requests; a feedback agent suggests revisions only when needed (Alignment Waltz).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -81,14 +82,15 @@ def test_perf_runs_with_a_scripted_backend():
     assert "speed-up" in out.output and "overhead" in out.output
 
 
-def test_perf_rule_only_times_every_single_agent_task_against_cartpole():
+def test_perf_rule_only_times_every_task_against_cartpole_and_the_sandbox():
     out = runner.invoke(app, ["perf", "--rule-only"])
     assert out.exit_code == 0, out.output
     assert "CartPole-v1" in out.output
     for s in fbenv.REGISTRY:
-        if not s.multi_agent:
-            assert s.id in out.output
-    assert out.output.count("x CartPole") == sum(not s.multi_agent for s in fbenv.REGISTRY)
+        assert s.id in out.output
+    assert out.output.count("x CartPole") == len(fbenv.REGISTRY)
+    assert out.output.count("every seat learnable") == sum(s.multi_agent for s in fbenv.REGISTRY)
+    assert re.search(r"code sandbox \((bwrap|rlimit)\): [\d.]+ ms median", out.output)
 
 
 def test_bench_rule_only_saves_rows(tmp_path):
