@@ -70,8 +70,15 @@ def _as_index(what: str, value: object, n: int) -> int:
     return int(value)
 
 
-def _argmax(values: np.ndarray, rng: np.random.Generator) -> int:
-    """Index of the largest value, ties broken at random (a fixed order would bias early play)."""
+def _argmax(values: np.ndarray, rng: np.random.Generator, what: str = "bandit") -> int:
+    """Index of the largest value, ties broken at random (a fixed order would bias early play).
+
+    A NaN score is an error, not a choice: NaN compares unequal to everything, so it
+    would otherwise leave no arm to pick."""
+    if np.isnan(values).any():
+        raise InvalidArgumentError(
+            f"{what}: expects finite arm scores, actual {values.tolist()} (features or rewards too large for float64?)"
+        )
     best = np.flatnonzero(values == values.max())
     return int(best[0] if best.size == 1 else rng.choice(best))
 
@@ -124,9 +131,12 @@ class EpsilonGreedy(_BanditAgent):
     The simplest agent that learns, and the baseline every other one must beat. With
     ``decay=None`` ε is constant: regret keeps growing by about ε x (mean gap) per step,
     which is the price of staying alert to drifting feedback. With ``decay=d``, after t
-    updates ε_t = ε / (1 + d t): the 1/t schedule of Auer et al. (2002), under which
-    regret grows only logarithmically. Untried arms are played first so one lucky reward
-    cannot lock in an arm before the others were seen.
+    updates ε_t = ε / (1 + d t), a 1/t schedule in the style of Auer et al. (2002). Their
+    logarithmic regret bound holds only when the schedule's constant is large enough for
+    the smallest gap between arm means (ε_t >= c K / (Δ² t) with c > 5), which this agent
+    does not know: decay too fast and a wrong arm can lock in (linear regret); decay too
+    slowly and regret grows like the constant-ε case for longer. Untried arms are played
+    first so one lucky reward cannot lock in an arm before the others were seen.
     """
 
     name = "epsilon_greedy"
@@ -316,7 +326,11 @@ class LinUCB(_BanditAgent):
     any shape with that many entries is flattened) or ``(n_actions, n_features)`` (row a
     describes arm a). ``update`` uses ``transition.observation``, the context the action
     was chosen in. Include a constant feature if rewards have an offset. ``A_a^{-1}`` is
-    kept up to date with Sherman-Morrison, O(d^2) per step.
+    kept up to date with Sherman-Morrison, O(d^2) per step. At large feature scales (say
+    1e8) its round-off can cost the inverse its positive-definiteness, which shows as a
+    negative ``x^T A_a^{-1} x``; that arm's inverse is then recomputed from ``A_a`` itself
+    with its eigenvalues clamped at ``ridge`` (their true lower bound), and the width is
+    clamped at 0. Scores that are still NaN raise :class:`~fbenv.errors.InvalidArgumentError`.
     """
 
     name = "linucb"
@@ -336,8 +350,9 @@ class LinUCB(_BanditAgent):
         self._forget()
 
     def _forget(self) -> None:
-        eye = np.eye(self.n_features) / self.ridge
-        self.A_inv = np.repeat(eye[None], self.n_actions, axis=0)  # (K, d, d)
+        eye = np.eye(self.n_features)
+        self.A = np.repeat(self.ridge * eye[None], self.n_actions, axis=0)  # (K, d, d): ridge I + sum x x^T
+        self.A_inv = np.repeat(eye[None] / self.ridge, self.n_actions, axis=0)  # (K, d, d)
         self.b = np.zeros((self.n_actions, self.n_features))  # (K, d)
 
     def _features(self, observation: Any) -> np.ndarray:
@@ -363,16 +378,37 @@ class LinUCB(_BanditAgent):
 
     def act(self, observation: Any, info: dict) -> int:
         x = self._features(observation)
-        theta = np.einsum("kij,kj->ki", self.A_inv, self.b)
-        width = np.sqrt(np.einsum("ki,kij,kj->k", x, self.A_inv, x))
-        return _argmax(np.sum(theta * x, axis=1) + self.alpha * width, self.np_random)
+        with np.errstate(over="ignore", invalid="ignore"):
+            quad = np.einsum("ki,kij,kj->k", x, self.A_inv, x)
+            for a in np.flatnonzero(~(quad >= 0.0)):  # round-off broke this inverse: rebuild it
+                self._rebuild_inverse(int(a))
+                quad[a] = x[a] @ self.A_inv[a] @ x[a]
+            theta = np.einsum("kij,kj->ki", self.A_inv, self.b)
+            scores = np.sum(theta * x, axis=1) + self.alpha * np.sqrt(np.maximum(quad, 0.0))
+        return _argmax(scores, self.np_random, "LinUCB.act")
 
     def update(self, transition: Transition) -> None:
         a, r = self._action(transition.action), self._reward(transition.reward)
         x = self._features(transition.observation)[a]
         a_inv_x = self.A_inv[a] @ x
-        self.A_inv[a] -= np.outer(a_inv_x, a_inv_x) / (1.0 + x @ a_inv_x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            quad, outer = x @ a_inv_x, np.outer(x, x)
+        if not np.all(np.isfinite(outer)):
+            raise InvalidArgumentError(
+                "LinUCB.update: expects features whose products stay finite in float64, "
+                f"actual max |x| {np.abs(x).max():.3g}"
+            )
+        self.A[a] += outer
+        if quad >= 0.0 and np.isfinite(quad):
+            self.A_inv[a] -= np.outer(a_inv_x, a_inv_x) / (1.0 + quad)
+        else:  # the inverse had already lost positive-definiteness: Sherman-Morrison would amplify it
+            self._rebuild_inverse(a)
         self.b[a] += r * x
+
+    def _rebuild_inverse(self, a: int) -> None:
+        """A_a^{-1} from A_a, its eigenvalues clamped at ``ridge`` (A_a's true lower bound)."""
+        w, v = np.linalg.eigh(self.A[a])
+        self.A_inv[a] = (v / np.maximum(w, self.ridge)) @ v.T
 
 
 # --------------------------------------------------------------------------- dueling
@@ -384,9 +420,11 @@ class DoubleThompsonSampling(Agent):
     People compare more reliably than they score, so the feedback here is which of two
     arms won. B[i, j] counts wins of i over j. The first arm is Thompson-sampled among
     the arms that could still be the Copeland winner (RUCB upper bounds with exponent
-    ``alpha``); the second is Thompson-sampled as the strongest challenger to the first
-    among arms not already known to lose to it. Once the winner is clear it duels
-    itself, which is the no-regret steady state.
+    ``alpha``); the second is the arm with the largest Thompson sample of P(i beats first)
+    among the arms not already known to *beat* the first (lower bound of P(i beats
+    first) <= 1/2, Wu & Liu's rule: a duel whose outcome is known teaches nothing); the
+    first itself competes with a sample of exactly 1/2. Once the winner is clear, other
+    arms' samples fall below 1/2 and it mostly duels itself, the no-regret steady state.
 
     **Convention.** ``act`` returns a tuple ``(i, j)`` of ints (``i`` may equal ``j``).
     ``update(transition)`` reads ``transition.action`` as that pair (a tuple, list or

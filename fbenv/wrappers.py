@@ -853,31 +853,45 @@ class SubgoalReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, pay, terminated, truncated, info
 
 class SingleSeat(gym.Env):
-    """One learnable seat of a multi-agent fbenv task (a PettingZoo parallel env made with
-    ``learnable=<seat>``) as a Gymnasium env: the other seats are played by their simulated
-    roles inside each step, so SB3 and any single-agent learner train that seat. The seat's
-    observation, reward, termination, truncation and info (hidden objective included) pass
-    through unchanged; ``action_masks()`` is forwarded when the task offers it per seat."""
+    """One seat of a PettingZoo parallel env as a Gymnasium env, for SB3, the LLM PPO agent
+    and any single-agent learner. An fbenv multi-agent task made with ``learnable=<seat>``
+    plays its other seats itself (their simulated roles act inside each step); any other
+    live agent gets ``others[agent](obs, info)``. The seat's observation, reward,
+    termination, truncation and info (hidden objective included) pass through unchanged,
+    and ``action_masks()`` is forwarded when the task offers it per seat."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, env: Any, seat: str | None = None):
+    def __init__(self, env: Any, seat: str | None = None,
+                 others: Mapping[str, Callable[[Any, dict], Any]] | None = None):
         agents = list(getattr(env, "possible_agents", ()))
-        seat = seat if seat is not None else (agents[0] if len(agents) == 1 else None)
-        if seat is None or seat not in agents:
+        if seat is None and len(agents) == 1:
+            seat = agents[0]
+        if seat not in agents:
+            raise InvalidArgumentError(f"SingleSeat(seat): expects one of {agents} (or an env with one learnable "
+                                       f"seat), actual {seat!r}")
+        self.others = dict(others or {})
+        missing = [a for a in agents if a != seat and a not in self.others]
+        if missing:
             raise InvalidArgumentError(
-                f"SingleSeat: expects an env with one learnable seat (or seat= one of them), actual {agents}")
+                f"SingleSeat(others): expects a policy for every other learnable agent, missing {missing} "
+                "(an fbenv task made with learnable=<seat> plays its other seats itself)")
         self.env, self.seat = env, seat
         self.observation_space = env.observation_space(seat)
         self.action_space = env.action_space(seat)
+        self._last: tuple[Any, Any] = ({}, {})
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         obs, infos = self.env.reset(seed=seed, options=options)
+        self._last = (obs, infos)
         return obs[self.seat], infos[self.seat]
 
     def step(self, action: Any):
-        obs, rewards, terms, truncs, infos = self.env.step({self.seat: action})
+        obs, infos = self._last
+        actions = {a: action if a == self.seat else self.others[a](obs[a], infos[a]) for a in self.env.agents}
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+        self._last = (obs, infos)
         s = self.seat
         return obs[s], float(rewards[s]), bool(terms[s]), bool(truncs[s]), infos[s]
 
@@ -886,7 +900,6 @@ class SingleSeat(gym.Env):
 
     def close(self) -> None:
         self.env.close()
-
 
 __all__ = [
     "CostBudget",

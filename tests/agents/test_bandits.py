@@ -259,6 +259,33 @@ def test_linucb_per_action_features():
     assert lin_total < 0.5 * random_total, (lin_total, random_total)
 
 
+@pytest.mark.parametrize("scale", [1e8, 1e12])
+def test_linucb_stays_usable_at_large_feature_scales(scale):
+    """Sherman-Morrison round-off at such scales used to break A^-1's positive-definiteness,
+    so widths became NaN and act() crashed with numpy's "a cannot be empty"."""
+    rng = np.random.default_rng(0)
+    agent = LinUCB(3, 4)
+    agent.reset(0)
+    for _ in range(150):
+        x = rng.normal(size=4) * scale
+        a = agent.act(x, {})
+        assert 0 <= a < 3
+        agent.update(Transition(x, a, float(rng.random()), x, True, False, {}))
+    # every arm's inverse is still (numerically) positive semi-definite and bounded by 1/ridge
+    eig = np.linalg.eigvalsh(agent.A_inv)
+    assert np.all(eig >= -1e-9 * eig.max()) and np.all(eig <= 1.0 + 1e-9)
+
+
+def test_linucb_rejects_what_float64_cannot_hold_with_a_typed_error():
+    agent = LinUCB(3, 2)
+    agent.reset(0)
+    with pytest.raises(InvalidArgumentError, match="LinUCB.update: expects features whose products stay finite"):
+        agent.update(Transition(np.full(2, 1e200), 0, 0.5, np.zeros(2), True, False, {}))
+    agent.b[1] = np.nan  # a NaN score is an error, never a silent pick (nor numpy's "a cannot be empty")
+    with pytest.raises(InvalidArgumentError, match="LinUCB.act: expects finite arm scores"):
+        agent.act(np.ones(2), {})
+
+
 def test_double_thompson_first_arm_is_condorcet_winner_late_in_run():
     steps = 1000
     for seed in SEEDS:

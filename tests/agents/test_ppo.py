@@ -2,8 +2,11 @@
 
 Most tests use a tiny random Llama built from a config with the embedded model's
 tokenizer (fast, no download) on a small text env defined here; one runs an update
-against fbenv/Advisor-v0's text interface with follow-up questions; the ``model`` test
-shows the embedded SmolLM2 learning from reward on a short task.
+against fbenv/Advisor-v0's text interface with follow-up questions; others train one seat
+of a two-seat PettingZoo env (the toy HintEnv, ActorCritic-v0's critic). Regression tests
+pin sampling to the scored distribution whatever the model's generation config, a
+dropout-free reference (KL exactly 0 before the first step) and the KL guards. The
+``model`` test shows the embedded SmolLM2 learning from reward on a short task.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ pytest.importorskip("peft")
 
 import fbenv.envs  # noqa: E402,F401  (registers the tasks)
 from fbenv.agents.base import Transition  # noqa: E402
+from fbenv.agents import ppo  # noqa: E402
 from fbenv.agents.ppo import LoraSettings, PPOAgent, PPOConfig, UpdateStats, gae_over_turns  # noqa: E402
 from fbenv.errors import InvalidArgumentError, UnknownNameError  # noqa: E402
 from fbenv.spaces import FreeText  # noqa: E402
@@ -87,13 +91,14 @@ def tokenizer(model_dir):
     return transformers.AutoTokenizer.from_pretrained(model_dir)
 
 
-def tiny_model(tokenizer, seed: int = 0):
-    """A 2-layer random Llama over the embedded tokenizer, its weights drawn from ``seed``."""
+def tiny_model(tokenizer, seed: int = 0, **extra):
+    """A 2-layer random Llama over the embedded tokenizer, its weights drawn from ``seed``
+    (``extra``: more LlamaConfig fields, e.g. ``attention_dropout``)."""
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -130,11 +135,19 @@ def without_time(history: list[UpdateStats]) -> list[dict]:
         {"lora": {"r": 8}},
         {"device": 0},
         {"seed": 1.0},
+        {"target_kl": 0.0},
+        {"adaptive_kl": -1.0},
+        {"adaptive_kl_rate": -0.1},
     ],
 )
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(InvalidArgumentError, match=f"PPOConfig.{next(iter(kwargs))}"):
         PPOConfig(**kwargs)
+
+
+def test_adaptive_kl_needs_a_positive_start():
+    with pytest.raises(InvalidArgumentError, match="PPOConfig.kl_coef"):
+        PPOConfig(kl_coef=0.0, adaptive_kl=0.01)
 
 
 def test_config_names_closest_dtype():
@@ -257,9 +270,131 @@ def test_update_against_advisor_text_interface_with_follow_ups(tokenizer):
     # random tokens name no product: the customer asks again until its final turn, then leaves
     assert stats.mean_turns > 1.0
     assert 0.0 <= stats.mean_true_utility <= 1.0 and 0.0 <= stats.mean_reward <= 1.0
-    assert stats.kl == 0.0  # LoRA starts as the identity: the policy is the reference
+    assert stats.kl_per_token == stats.kl_per_episode == 0.0  # LoRA starts as the identity: the policy is the reference
     changed = {n for n, p in agent.model.named_parameters() if not torch.equal(p, base[n])}
     assert changed and all("lora_" in n for n in changed)  # only adapters train; the base is the reference
+
+
+def test_sampled_and_scored_logprobs_agree_whatever_the_generation_config(tokenizer, monkeypatch):
+    """A checkpoint's generation config (repetition penalty, no_repeat_ngram_size...) must not
+    bend sampling: each sampled token's log-probability under the distribution it was drawn
+    from equals the one PPO scores it with."""
+    model = tiny_model(tokenizer, seed=2)
+    with torch.no_grad():  # a peaked random model (tied embeddings: it likes to repeat tokens)
+        model.get_input_embeddings().weight.mul_(30.0)
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.min_new_tokens = 4
+    agent = PPOAgent(model, tokenizer, small_config(max_new_tokens=6))
+    draws = []
+    multinomial = torch.multinomial
+
+    def recording(probs, *args, **kwargs):
+        token = multinomial(probs, *args, **kwargs)
+        draws.append(torch.log(probs.gather(-1, token)).squeeze(-1))
+        return token
+
+    monkeypatch.setattr(torch, "multinomial", recording)
+    prompts = [agent._prompt(q, {}) for q in QUESTIONS[:4]]
+    replies = agent._generate(prompts)
+    monkeypatch.undo()
+    sampled = torch.stack(draws[: max(len(r) for r in replies)], dim=1)  # [B, steps]
+    turns = [ppo._Turn(p, r) for p, r in zip(prompts, replies)]
+    with torch.no_grad():
+        scored, _, _, mask = agent._forward(turns)
+    gaps = [(sampled[i, : len(r)] - scored[i, : len(r)]).abs().max() for i, r in enumerate(replies)]
+    assert max(gaps) < 1e-4, gaps
+
+
+@pytest.mark.parametrize("lora", [None, LoraSettings(r=4, alpha=8)], ids=["full", "lora"])
+def test_reference_equals_policy_before_the_first_update(tokenizer, lora):
+    """A model handed over in train mode, with dropout: policy and reference must still score
+    identically until the first step (KL exactly 0), under full fine-tuning and LoRA."""
+    model = tiny_model(tokenizer, attention_dropout=0.5).train()
+    agent = PPOAgent(model, tokenizer, small_config(lora=lora, episodes_per_update=2))
+    episodes = agent._rollout([YesEnv(turns=2), YesEnv(turns=2)])
+    turns = [t for ep in episodes for t in ep.turns]
+    with torch.no_grad():
+        logp, _, _, mask = agent._forward(turns)
+        ref_logp, _, _, _ = agent._forward(turns, reference=True, with_values=False)
+        again, _, _, _ = agent._forward(turns)
+    assert torch.equal(logp * mask, ref_logp * mask) and torch.equal(logp, again)
+
+
+def test_first_update_reports_zero_kl_and_target_kl_stops_early(tokenizer):
+    model = tiny_model(tokenizer, attention_dropout=0.5).train()
+    two = {"episodes_per_update": 2, "minibatch_size": 2, "ppo_epochs": 4, "seed": 4}
+    agent = PPOAgent(model, tokenizer, small_config(target_kl=1e-9, **two))
+    kwargs = {"turns": 2, "score": length_score}
+    [first] = agent.train(YesEnv, 1, env_kwargs=kwargs, progress=False)
+    assert first.kl_per_token == first.kl_per_episode == 0.0
+    # the first minibatch's ratios are 1 (approx_kl 0): one step; the next one is past 1e-9
+    assert (first.optimizer_steps, first.stopped_early) == (1, True)
+    free = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(**two))
+    [stats] = free.train(YesEnv, 1, env_kwargs=kwargs, progress=False)
+    assert (stats.optimizer_steps, stats.stopped_early) == (8, False)  # 4 replies / 2 per batch x 4 epochs
+
+
+def test_adaptive_kl_coefficient_follows_ziegler_controller(tokenizer):
+    config = small_config(kl_coef=0.1, adaptive_kl=1e-3, adaptive_kl_rate=0.5, seed=5, episodes_per_update=2)
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, config)
+    history = agent.train(YesEnv, 3, env_kwargs={"turns": 2, "score": length_score}, progress=False)
+    assert history[0].kl_coef == 0.1 and history[0].kl_per_token == 0.0
+    for before, after in zip(history, history[1:]):  # beta *= 1 + rate * clip(kl / target - 1, -0.2, 0.2)
+        error = min(max(before.kl_per_token / 1e-3 - 1.0, -0.2), 0.2)
+        assert after.kl_coef == pytest.approx(before.kl_coef * (1 + 0.5 * error))
+    assert history[1].kl_coef == pytest.approx(0.1 * 0.9)  # KL 0 < target: the penalty relaxes
+    agent.reset(5)
+    assert agent.kl_coef == 0.1
+
+
+# --------------------------------------------------------------------------- one seat of a multi-agent env
+
+
+def test_trains_one_seat_of_a_two_seat_env_with_the_other_simulated(tokenizer):
+    from tests.toys.hint import HintEnv
+
+    def hint(**kw):
+        return HintEnv(interface="text", learnable="guesser_0", max_cycles=3, **kw)
+
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(seed=7))
+    [stats] = agent.train(hint, 1, seat="guesser_0", progress=False)
+    # random tokens name no number: no episode ends early, each is cut at max_cycles and bootstrapped
+    assert (stats.episodes, stats.mean_turns, stats.mean_reward) == (4, 3.0, 0.0)
+    assert stats.optimizer_steps > 0 and math.isfinite(stats.value_loss)
+    again = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(seed=7))
+    assert without_time(again.train(hint, 1, seat="guesser_0", progress=False)) == without_time([stats])
+
+
+def test_trains_the_critic_seat_of_actor_critic_by_id(tokenizer):
+    """An fbenv multi-agent id: the agent makes it with learnable=seat; the actor is simulated."""
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(episodes_per_update=2, ppo_epochs=1, max_turns=3))
+    [stats] = agent.train("fbenv/ActorCritic-v0", 1, seat="critic_0", progress=False)
+    assert stats.episodes == 2 and stats.mean_turns >= 1.0 and 0.0 <= stats.mean_true_utility <= 1.0
+    with pytest.raises(InvalidArgumentError, match="expects the seat to play"):
+        agent.train("fbenv/ActorCritic-v0", 1, progress=False)
+    with pytest.raises(InvalidArgumentError, match="do not pass them"):
+        agent.train("fbenv/ActorCritic-v0", 1, seat="critic_0", env_kwargs={"learnable": "actor_0"}, progress=False)
+
+
+def test_seat_rewards_flow_and_other_learnable_seats_take_policies(tokenizer):
+    from tests.toys.hint import HintEnv
+
+    def both(**kw):
+        return HintEnv(interface="text", max_cycles=5, **kw)
+
+    # a scripted guesser sweeping 0..4 finds any secret within 5 steps: every hinter episode pays 1 and ends
+    sweep = {"guesser_0": lambda obs, info: f"I guess {info['turn'] % 5}."}
+    agent = PPOAgent(tiny_model(tokenizer), tokenizer, small_config(ppo_epochs=1))
+    [stats] = agent.train(both, 1, seat="hinter_0", others=sweep, progress=False)
+    assert stats.mean_reward == 1.0 and 1.0 <= stats.mean_turns <= 5.0
+    assert stats.value_loss > 0 and agent.value_head.weight.detach().any()  # the seat's reward reached learning
+    with pytest.raises(InvalidArgumentError, match="missing \\['guesser_0'\\]"):
+        agent.train(both, 1, seat="hinter_0", progress=False)
+    with pytest.raises(InvalidArgumentError, match="expects one of"):
+        agent.train(both, 1, seat="critic_0", others=sweep, progress=False)
+    with pytest.raises(InvalidArgumentError, match="expects a multi-agent"):
+        agent.train(YesEnv, 1, seat="guesser_0", progress=False)
 
 
 @pytest.mark.model

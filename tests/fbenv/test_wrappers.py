@@ -598,3 +598,5 @@ def test_single_seat_trains_one_seat_of_a_multi_agent_task():
             done = term or trunc
     with pytest.raises(fbenv.InvalidArgumentError, match="one learnable seat"):
         SingleSeat(fbenv.make("fbenv/ActorCritic-v0", interface="discrete"))
+    with pytest.raises(fbenv.InvalidArgumentError, match=r"missing \['critic_0'\]"):
+        SingleSeat(fbenv.make("fbenv/ActorCritic-v0", interface="discrete"), "actor_0")
