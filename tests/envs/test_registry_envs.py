@@ -97,3 +97,13 @@ def test_registry_is_the_only_list_and_ids_are_unique():
 
     with pytest.raises(fbenv.InvalidArgumentError, match="already registered"):
         fbenv.register(dataclasses.replace(first, summary="another task under the same id"))
+
+
+def test_every_task_has_a_row_in_the_readme_table():
+    """The README's task table is where a newcomer finds a task: a registered task without a row is missing."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `fbenv/")}
+    missing = [s.id for s in fbenv.REGISTRY if s.id.startswith("fbenv/") and s.id not in rows]
+    assert not missing, f"README task table lacks rows for {missing}"
