@@ -296,6 +296,10 @@ def make_scenario(rng: np.random.Generator) -> Scenario:
     return Scenario(category, feature_names, products, budget, needs, hi)
 
 
+_LABEL_RES = tuple(re.compile(rf"(?<![\w'$])\(?{lab}\)?(?![\w'])") for lab in LABELS)
+_BACKREF = re.compile(r"\b(it|its|this one|that one)\b", re.I)
+
+
 def read_message(text: str, scenario: Scenario, context_item: int | None = None) -> Reading:
     """The rule customer's reading of an assistant message: claims and a recommendation."""
     claims: list[Claim] = []
@@ -303,12 +307,14 @@ def read_message(text: str, scenario: Scenario, context_item: int | None = None)
     mentioned: list[int] = []
     last = context_item
     names = [p.name.lower() for p in scenario.products]
+    feature_names = [name.lower() for name in scenario.feature_names]
     for sentence in _SENTENCES.split(text):
         if not sentence.strip():
             continue
-        items = [i for i, lab in enumerate(LABELS) if re.search(rf"(?<![\w'$])\(?{lab}\)?(?![\w'])", sentence)]
-        items += [i for i, n in enumerate(names) if n in sentence.lower() and i not in items]
-        if not items and last is not None and re.search(r"\b(it|its|this one|that one)\b", sentence, re.I):
+        lower = sentence.lower()
+        items = [i for i, pattern in enumerate(_LABEL_RES) if pattern.search(sentence)]
+        items += [i for i, n in enumerate(names) if n in lower and i not in items]
+        if not items and last is not None and _BACKREF.search(sentence):
             items = [last]
         if not items:
             continue
@@ -316,7 +322,7 @@ def read_message(text: str, scenario: Scenario, context_item: int | None = None)
         last = items[-1]
         if _RECOMMEND.search(sentence) and len(items) == 1:
             recommended = items[0]
-        feats = [f for f, name in enumerate(scenario.feature_names) if name.lower() in sentence.lower()]
+        feats = [f for f, name in enumerate(feature_names) if name in lower]
         if not feats:
             continue
         hedged = bool(_HEDGE.search(sentence))
@@ -596,22 +602,28 @@ class AdvisorEnv(FeedbackEnv):
     def candidate_replies(self) -> list[str]:
         return [template_reply(a, self.scenario) for a in range(N_ACTIONS)]
 
+    def candidate_reply(self, index: int) -> str:
+        return template_reply(index, self.scenario)
+
     def features(self) -> np.ndarray:
         s = self.scenario
-        obs = np.zeros(44, dtype=np.float32)
-        for f in s.needs:
-            obs[f] = 1.0
-        obs[5] = s.budget / s.price_scale
-        for i, p in enumerate(s.products):
-            base = 6 + i * 7
-            obs[base] = p.price / s.price_scale
-            obs[base + 1] = float(p.price <= s.budget)
-            obs[base + 2 : base + 7] = p.features
+        if getattr(self, "_features_of", None) is not s:  # the scenario's part is fixed per episode
+            head = np.zeros(44, dtype=np.float32)
+            for f in s.needs:
+                head[f] = 1.0
+            head[5] = s.budget / s.price_scale
+            for i, p in enumerate(s.products):
+                base = 6 + i * 7
+                head[base] = p.price / s.price_scale
+                head[base + 1] = float(p.price <= s.budget)
+                head[base + 2 : base + 7] = p.features
+            self._features_head, self._features_of = head, s
+        obs = self._features_head.copy()
         obs[34] = min(self.turn / self.max_turns, 1.0)
         if self.last_question is not None:
             obs[35 + self.last_question[0]] = 1.0
             obs[39 + self.last_question[1]] = 1.0
-        return np.clip(obs, 0.0, 1.0)
+        return np.clip(obs, 0.0, 1.0, out=obs)
 
     def extra_info(self) -> dict[str, Any]:
         reading = self.reading
@@ -639,7 +651,9 @@ class AdvisorEnv(FeedbackEnv):
         prod = s.products[i]
         if prod.price > s.budget:
             return 0.0
-        belief = float(np.prod([p[i, f] for f in s.needs]))
+        belief = 1.0  # the product over needs, in order (as np.prod of so few)
+        for f in s.needs:
+            belief *= float(p[i, f])
         return belief * (0.5 + 0.5 * (s.budget - prod.price) / s.budget)
 
     def _rule_decision(self, reading: Reading, final: bool, beliefs: np.ndarray | None = None) -> Decision:

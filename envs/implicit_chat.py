@@ -243,18 +243,25 @@ class Leaning:
         return self.p_follow[SATISFIED]
 
 
+def love_probability(persona: Persona, seen: Seen, h: float) -> float:
+    """The persona's probability of love for an answer whose perceived utility is ``h``."""
+    p = seen.perceived
+    if persona.goal is not None:
+        hit = seen.unsafe if persona.goal == "unsafe" else seen.useless
+        return float(ADV_MISS + (ADV_HIT - ADV_MISS) * hit)
+    style = persona.enthusiasm * p.enthusiasm + persona.emoji * float(p.emoji) + persona.flattery * p.flattery
+    return float(sigmoid(LOVE_BIAS + LOVE_CORRECT * persona.correctness * (h - 0.5) + LOVE_STYLE * style))
+
+
 def leaning(persona: Persona, request: Request, seen: Seen, unhappy: int) -> Leaning:
     """The persona's model: rule (exact features) and LLM (beliefs) alike."""
     p = seen.perceived
     h = perceived_utility(request, p)
-    style = persona.enthusiasm * p.enthusiasm + persona.emoji * float(p.emoji) + persona.flattery * p.flattery
+    p_love = love_probability(persona, seen, h)
     if persona.goal is not None:
-        hit = seen.unsafe if persona.goal == "unsafe" else seen.useless
-        p_love = ADV_MISS + (ADV_HIT - ADV_MISS) * hit
         p_sat = p_love
         rest = np.array([1.0, 2.0, 0.2])
     else:
-        p_love = sigmoid(LOVE_BIAS + LOVE_CORRECT * persona.correctness * (h - 0.5) + LOVE_STYLE * style)
         markers = p.enthusiasm + float(p.emoji) + p.flattery
         s = h - SAT_UNSAFE * persona.correctness * seen.unsafe + SAT_STYLE * markers
         p_sat = sigmoid((s - SAT_THRESHOLD) / SAT_TEMPERATURE)
@@ -264,7 +271,7 @@ def leaning(persona: Persona, request: Request, seen: Seen, unhappy: int) -> Lea
             0.1 + 2.5 * seen.useless + 0.5 * unhappy / persona.patience,
         ])
     rest = (1.0 - p_sat) * rest / rest.sum()
-    return Leaning(float(p_love), (float(p_sat), *(float(x) for x in rest)))
+    return Leaning(p_love, (float(p_sat), *(float(x) for x in rest)))
 
 
 @dataclass(frozen=True)
@@ -515,7 +522,14 @@ class ImplicitChatEnv(FeedbackEnv):
     def love_probabilities(self, persona: Persona | None = None) -> list[float]:
         """Each candidate's love probability for ``persona`` (default: the session's user), read exactly."""
         req, who = self.request(), persona or self.persona
-        return [leaning(who, req, seen, self._unhappy).p_love for seen in self._seen]
+        return [love_probability(who, seen, h) for seen, h in zip(self._seen, self._perceived_utilities(req))]
+
+    def _perceived_utilities(self, req: Request) -> list[float]:
+        """Each dealt candidate's perceived utility (fixed per deal)."""
+        if getattr(self, "_utilities_of", None) is not self._seen:
+            self._utilities = [perceived_utility(req, seen.perceived) for seen in self._seen]
+            self._utilities_of = self._seen
+        return self._utilities
 
     # ----------------------------------------------------------------- episode hooks
 

@@ -143,6 +143,7 @@ the direction kept, +0.050 (rule +0.054).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -296,7 +297,7 @@ def examined(slot: int) -> float:
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    na, nb = math.sqrt(a.dot(a)), math.sqrt(b.dot(b))  # np.linalg.norm of a vector, without its dispatch
     return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -94,11 +95,11 @@ class Request:
     fillers: tuple[str, ...]  # on topic, not asked for: padding
     distractor: str  # a confident claim with nothing to do with the request
 
-    @property
+    @cached_property  # fixed per request, read at every utility
     def core_words(self) -> int:
         return sum(words(p.sentence) for p in self.spec.points)
 
-    @property
+    @cached_property
     def length_band(self) -> tuple[int, int]:
         """The band of word counts the spec asks for: brief answers say the points and little
         else; detailed ones add at least two fillers' worth of explanation."""
@@ -200,6 +201,7 @@ BANK: tuple[Request, ...] = (
 BY_ID = {r.id: r for r in BANK}
 
 
+@lru_cache(maxsize=8192)  # the same candidate texts are counted many times a step
 def words(text: str) -> int:
     return len(_WORD.findall(text))
 
@@ -257,6 +259,7 @@ class Draft:
         return replace(self, distractor=True)
 
 
+@lru_cache(maxsize=8192)  # a draft is immutable; the same candidates are written many times an episode
 def render(d: Draft) -> str:
     """The draft as text: opener, style markers, the body (list lines or a paragraph), closer."""
     r = BY_ID[d.request]
@@ -277,20 +280,43 @@ def render(d: Draft) -> str:
     return f"{first}\n{text}\n{last}"
 
 
+@lru_cache(maxsize=8192)
 def draft_features(d: Draft) -> Features:
     r = BY_ID[d.request]
     return Features(tuple(i in d.covered for i in range(len(r.spec.points))), words(render(d)), d.is_list, d.formal,
                     d.enthusiasm, d.emoji, d.flattery, d.distractor)
 
 
+_READ: dict[tuple[int, str], tuple[Request, Features]] = {}  # (id(request), text) -> the reading
+_READ_MAX = 8192
+
+
 def read_features(request: Request, text: str) -> Features:
-    """The mechanical reader: the features of any text as an answer to ``request``."""
+    """The mechanical reader: the features of any text as an answer to ``request``.
+
+    Memoized: the rule people read the same candidates many times a step (a pure function
+    of an immutable request and a text)."""
+    key = (id(request), text)
+    hit = _READ.get(key)
+    if hit is not None and hit[0] is request:
+        return hit[1]
+    if len(_READ) >= _READ_MAX:
+        _READ.clear()
+    f = _read_features(request, text)
+    _READ[key] = (request, f)
+    return f
+
+
+_CASUAL = tuple(re.compile(rf"\b{re.escape(m)}\b") for m in CASUAL_MARKERS)
+
+
+def _read_features(request: Request, text: str) -> Features:
     low = text.lower()
     covered = tuple(p.key.lower() in low for p in request.spec.points)
     distractor = request.distractor.lower() in low or any(m in low for m in DISTRACTOR_MARKERS)
     return Features(
         covered=covered, words=words(text), is_list=bool(_LIST_LINE.search(text)),
-        formal=not any(re.search(rf"\b{re.escape(m)}\b", low) for m in CASUAL_MARKERS),
+        formal=not any(pattern.search(low) for pattern in _CASUAL),
         enthusiasm="!" in text, emoji=bool(_EMOJI.search(text)),
         flattery=any(m in low for m in FLATTERY_MARKERS), distractor=distractor,
     )
@@ -321,12 +347,16 @@ def quality(request: Request, text: str) -> float:
 # ---------------------------------------------------------------------- candidate generator
 
 
+_LEVEL_CDF = np.cumsum((0.15, 0.45, 0.4))
+_LEVEL_CDF /= _LEVEL_CDF[-1]
+
+
 def draw_draft(request: Request, rng: np.random.Generator) -> Draft:
     """One candidate's features from ``rng``: coverage none / part / all (0.15 / 0.45 / 0.4),
     0-4 fillers, list or prose and formal or casual at even odds, each style marker with
     probability ``0.5 - 0.3 coverage``, the distractor with 0.25."""
     n = len(request.spec.points)
-    level = int(rng.choice(3, p=(0.15, 0.45, 0.4)))
+    level = int(_LEVEL_CDF.searchsorted(rng.random(), side="right"))  # rng.choice(3, p=...), its one draw
     k = 0 if level == 0 else n if level == 2 else int(rng.integers(1, n))
     order = rng.permutation(n).tolist()
     covered = tuple(sorted(order[:k]))
@@ -407,7 +437,15 @@ class Perceived:
 
     @property
     def coverage(self) -> float:
-        return float(np.mean(self.covered)) if self.covered else 0.0
+        c = self.covered
+        if not c:
+            return 0.0
+        if len(c) > 8:  # numpy sums longer arrays pairwise
+            return float(np.mean(c))
+        total = float(c[0])  # np.mean of a few: their sum in order, divided by the count
+        for x in c[1:]:
+            total += x
+        return total / len(c)
 
     @classmethod
     def exact(cls, f: Features) -> "Perceived":

@@ -128,6 +128,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -277,6 +278,7 @@ _TO_SAFE = re.compile(r"safer|alternative|safe completion|safe-complet|redirect"
 _TO_REFUSE = re.compile(r"\b(refuse|decline|do not help|don't help|unsafe|harmful)\b", re.I)
 
 
+@lru_cache(maxsize=4096)  # pure; the same templated responses are read again and again
 def classify(text: str) -> int | None:
     """The rule judge's reading of a response: its act, or None when there is nothing to read."""
     t = text.replace("\u2019", "'").strip()
@@ -287,6 +289,7 @@ def classify(text: str) -> int | None:
     return COMPLY
 
 
+@lru_cache(maxsize=4096)
 def read_feedback(text: str) -> str:
     """What a feedback text asks for: one of :data:`KINDS` (an empty text is silence)."""
     t = text.replace("\u2019", "'").strip()
@@ -714,21 +717,32 @@ class SafetyWaltzEnv(FeedbackParallelEnv):
         return text
 
     def features(self, seat: str) -> np.ndarray:
+        # written in place into one float32 array (the layout of the concatenation it replaces:
+        # label one-hot, [assistant: acted], last act one-hot, [assistant: said one-hot | user: invalid], rounds, progress, mine)
         e = self.exchange
         rounds = len(e.kinds) / self.max_rounds
         progress = min(self.k / self.n_prompts, 1.0)
         mine = float(not self.over and self.to_act()[0] == seat)
-        label = np.eye(len(LABELS), dtype=np.float32)[LABELS.index(e.request.label)]
-        act = np.zeros(len(ACTS), dtype=np.float32)
+        n_labels, n_acts = len(LABELS), len(ACTS)
+        assistant = seat == ASSISTANT
+        x = np.zeros(n_labels + n_acts + (8 if assistant else 4), dtype=np.float32)
+        x[LABELS.index(e.request.label)] = 1.0
+        k = n_labels
+        if assistant:
+            x[k] = float(bool(e.acts))
+            k += 1
         if e.acts:
-            act[e.acts[-1]] = 1.0
-        if seat == ASSISTANT:
-            said = np.zeros(4, dtype=np.float32)
+            x[k + e.acts[-1]] = 1.0
+        k += n_acts
+        if assistant:
             if e.kinds and e.kinds[-1] != "silent":
-                said[KINDS.index(e.kinds[-1]) - 1] = 1.0
-            return np.concatenate([label, [float(bool(e.acts))], act, said, [rounds, progress, mine]]).astype(np.float32)
-        invalid = float(e.invalid_responses > 0 and bool(e.acts))
-        return np.concatenate([label, act, [invalid, rounds, progress, mine]]).astype(np.float32)
+                x[k + KINDS.index(e.kinds[-1]) - 1] = 1.0
+            k += 4
+        else:
+            x[k] = float(e.invalid_responses > 0 and bool(e.acts))
+            k += 1
+        x[k:k + 3] = (rounds, progress, mine)
+        return x
 
     def extra_info(self, seat: str) -> dict[str, Any]:
         e = self.exchange

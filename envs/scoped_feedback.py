@@ -354,9 +354,25 @@ def make_session(rng: np.random.Generator, *, reveal: str, distance: int, horizo
     return Session(ri, si, reveal, phrasing, fillers, tuple(turns))
 
 
+_WANTED: dict[tuple[int, Rule, bool], tuple[Request, Request]] = {}  # (id(request), rule, inside) -> wanted
+
+
 def wanted(request: Request, rule: Rule, inside: bool) -> Request:
     """The request as the user wants it answered: inside the scope, the rule's layout or tone
-    replaces the spec's (emoji: the spec is silent)."""
+    replaces the spec's (emoji: the spec is silent). Memoized (a pure function of immutable
+    values, asked at every utility): the same object is returned for the same request."""
+    key = (id(request), rule, inside)
+    hit = _WANTED.get(key)
+    if hit is not None and hit[0] is request:
+        return hit[1]
+    if len(_WANTED) >= 4096:
+        _WANTED.clear()
+    out = _wanted(request, rule, inside)
+    _WANTED[key] = (request, out)
+    return out
+
+
+def _wanted(request: Request, rule: Rule, inside: bool) -> Request:
     if not inside or rule.attr == "emoji":
         return request
     if rule.attr == "is_list":

@@ -247,7 +247,15 @@ class Lesson:
         return self.bug.line
 
     def edit(self, text: str) -> Edit:
-        return next(e for e in self.edits if e.text == text)
+        e = self._edits_by_text.get(text)
+        return e if e is not None else next(e for e in self.edits if e.text == text)
+
+    @functools.cached_property  # looked up several times a step
+    def _edits_by_text(self) -> dict[str, Edit]:
+        out: dict[str, Edit] = {}
+        for e in self.edits:
+            out.setdefault(e.text, e)
+        return out
 
     def with_line(self, text: str) -> str:
         """The reference with the bug's line reading ``text``: the student's program."""
@@ -345,10 +353,12 @@ def numbered(code: str) -> str:
 # ---------------------------------------------------------------------- reading a hint
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same hints and lines are normalized every step
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a lesson's few lines are searched for every step
 def code_pattern(line: str) -> re.Pattern:
     """A line of code, found in prose with any spacing around its symbols, as a whole line:
     ``return a`` matches ``... return a.`` and ``` `return a` ```, not ``return a value``."""

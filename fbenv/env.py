@@ -120,6 +120,12 @@ class FeedbackEnv(gym.Env):
         """What each discrete action says in the current state."""
         raise NotImplementedError(f"{type(self).__name__} must implement candidate_replies()")
 
+    def candidate_reply(self, index: int) -> str:
+        """What discrete action ``index`` says now: by default the ``index``-th of
+        :meth:`candidate_replies`; a task whose replies are costly to write overrides it to write
+        only the one chosen (it must equal ``candidate_replies()[index]``)."""
+        return self.candidate_replies()[index]
+
     def features(self) -> np.ndarray:
         """The discrete view's observation, shape ``(n_features,)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement features()")
@@ -171,7 +177,7 @@ class FeedbackEnv(gym.Env):
     def _step(self, action: Any):
         if self.task is None:
             raise InvalidArgumentError(f"{type(self).__name__}.step: call reset() before step()")
-        text, notes = self.view.action_text(action, self.candidate_replies)
+        text, notes = self.view.action_text(action, self.candidate_reply)
         self.sim.begin_step()
         if self._failed_at_reset:
             info = self._info(Truth(), notes)

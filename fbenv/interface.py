@@ -8,7 +8,7 @@ task's ``i``-th candidate reply. So both views are one task with one set of dyna
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,17 +56,19 @@ class Interface:
         box = spaces.Box(low, high, shape=(n_features,), dtype=np.float32)
         return cls(kind, box, spaces.Discrete(n_actions), owner, max_action_chars, max_obs_chars)
 
-    def action_text(self, action: Any, replies: Callable[[], Sequence[str]]) -> tuple[str, dict[str, Any]]:
-        """The text ``action`` says, and notes for info (``action_text``, ``action_truncated``)."""
+    def action_text(self, action: Any, reply: Callable[[int], str]) -> tuple[str, dict[str, Any]]:
+        """The text ``action`` says, and notes for info (``action_text``, ``action_truncated``).
+
+        ``reply(i)`` is what discrete action ``i`` says (only the chosen reply is written)."""
         if self.kind == "discrete":
             n = int(self.action_space.n)
-            if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)) or np.ndim(action):
+            if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):  # scalars only
                 raise InvalidArgumentError(
                     f"{self.owner}.step: expects an int in [0, {n}) (Discrete), actual {type(action).__name__} {action!r}"
                 )
             if not 0 <= int(action) < n:
                 raise InvalidArgumentError(f"{self.owner}.step: expects an int in [0, {n}), actual {int(action)}")
-            text = replies()[int(action)]
+            text = reply(int(action))
             return text, {"action_text": text}
         if not isinstance(action, str):
             raise InvalidArgumentError(

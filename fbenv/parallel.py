@@ -160,6 +160,12 @@ class FeedbackParallelEnv(ParallelEnv):
     def candidate_replies(self, seat: str) -> Sequence[str]:
         raise NotImplementedError(f"{type(self).__name__} must implement candidate_replies()")
 
+    def candidate_reply(self, seat: str, index: int) -> str:
+        """What ``seat``'s discrete action ``index`` says now: by default the ``index``-th of
+        :meth:`candidate_replies`; a task whose replies are costly to write overrides it to write
+        only the one chosen (it must equal ``candidate_replies(seat)[index]``)."""
+        return self.candidate_replies(seat)[index]
+
     def features(self, seat: str) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement features()")
 
@@ -211,7 +217,7 @@ class FeedbackParallelEnv(ParallelEnv):
         texts: dict[str, str] = {}
         notes: dict[str, dict[str, Any]] = {}
         for a in self.agents:
-            texts[a], notes[a] = self._view(a).action_text(actions[a], lambda a=a: self.candidate_replies(a))
+            texts[a], notes[a] = self._view(a).action_text(actions[a], lambda i, a=a: self.candidate_reply(a, i))
         self.sim.begin_step()
         error = self._failed_at_reset
         results: Mapping[str, StepResult] = {}
@@ -284,7 +290,7 @@ class FeedbackParallelEnv(ParallelEnv):
         for seat, answer in zip(seats, answers):
             value = answer.value
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                value = self.candidate_replies(seat)[int(value)]
+                value = self.candidate_reply(seat, int(value))
             out.append(value)
         return out
 

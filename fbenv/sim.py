@@ -155,6 +155,8 @@ class Simulation:
 
     def ask_many(self, calls: Sequence[tuple[Role, Any]]) -> list[Answer]:
         """Ask several roles at once: their LLM prompts go out as one batched call per round."""
+        if self.shadow_log is None and not any(self.uses_llm(role) for role, _ in calls):
+            return self._ask_rules(calls)
         jobs = [_Call(role, ctx) for role, ctx in calls]
         shadows: list[_Call] = []
         for job in jobs:
@@ -188,6 +190,18 @@ class Simulation:
             answers.append(self._book(job))
         if gave_up is not None:
             raise gave_up
+        return answers
+
+    def _ask_rules(self, calls: Sequence[tuple[Role, Any]]) -> list[Answer]:
+        """Every role on its rule version: the answers first, then their records (the order
+        of the general path, should a role's record read state its rule set)."""
+        values = [role.rule(ctx) for role, ctx in calls]
+        records = self.ledger.records
+        answers = []
+        for (role, ctx), value in zip(calls, values):
+            record = role.record(value, ctx)
+            records.append(record)
+            answers.append(Answer(value, record))
         return answers
 
     # ------------------------------------------------------------------ shadow mode

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fbenv.errors import InvalidArgumentError
 from fbenv.llm.base import Message
@@ -42,6 +43,10 @@ class Transcript:
         self.keep_rounds = keep_rounds
         self._starts: list[int] = []  # where each round begins in ``turns``
         self._marked = False  # the task began the coming round itself
+        # info["messages"] per (seat, names): one entry per turn (its dict, or None where the seat
+        # does not see it), extended as turns are said and cut like the turns at a trim, so a
+        # step costs O(new turns) rather than a pass over the transcript
+        self._views: dict[tuple[str, int], tuple[Any, list[dict[str, str] | None]]] = {}
 
     def begin_round(self) -> None:
         """A new round begins with the next turn said (older rounds may be dropped now)."""
@@ -62,8 +67,14 @@ class Transcript:
         if n is None or len(self._starts) <= n:
             return
         cut = self._starts[-n]
-        head = [t for t in self.turns[:cut] if t.speaker == SYSTEM]
+        keep = [k for k, t in enumerate(self.turns[:cut]) if t.speaker == SYSTEM]
+        head = [self.turns[k] for k in keep]
         dropped = cut - len(head)
+        for key, (names, entries) in list(self._views.items()):
+            if len(entries) < cut:  # not brought up to date lately: rebuilt when next asked
+                del self._views[key]
+            else:
+                entries[:cut] = [entries[k] for k in keep]
         self.turns[:cut] = head
         self._starts = [k - dropped for k in self._starts[-n:]]
 
@@ -92,20 +103,41 @@ class Transcript:
         With ``names``, others' turns are prefixed with the speaker's name (useful when a
         seat hears more than one other speaker).
         """
+        return [Message(role, text) for role, text in self._chat(self.turns, seat, names)]
+
+    @staticmethod
+    def _chat(turns: Iterable[Turn], seat: str, names: Mapping[str, str] | None) -> list[tuple[str, str]]:
         out = []
-        for t in self.visible(seat):
+        for t in turns:
+            if not t.seen_by(seat):
+                continue
             if t.speaker == SYSTEM:
-                out.append(Message("system", t.text))
+                out.append(("system", t.text))
             elif t.speaker == seat:
-                out.append(Message("assistant", t.text))
+                out.append(("assistant", t.text))
             else:
                 prefix = f"{names[t.speaker]}: " if names and t.speaker in names else ""
-                out.append(Message("user", prefix + t.text))
+                out.append(("user", prefix + t.text))
         return out
 
     def as_info(self, seat: str, names: Mapping[str, str] | None = None) -> list[dict[str, str]]:
-        """``info["messages"]``: the seat's chat view as plain dicts."""
-        return [m.as_dict() for m in self.messages(seat, names)]
+        """``info["messages"]``: the seat's chat view as plain dicts (fresh ones at every call)."""
+        key = (seat, id(names))
+        kept, entries = self._views.get(key, (None, None))
+        if entries is None or kept is not names:
+            entries = []
+            self._views[key] = (names, entries)
+        for t in self.turns[len(entries):]:
+            if not t.seen_by(seat):
+                entries.append(None)
+            elif t.speaker == SYSTEM:
+                entries.append({"role": "system", "content": t.text})
+            elif t.speaker == seat:
+                entries.append({"role": "assistant", "content": t.text})
+            else:
+                prefix = f"{names[t.speaker]}: " if names and t.speaker in names else ""
+                entries.append({"role": "user", "content": prefix + t.text})
+        return [dict(d) for d in entries if d is not None]
 
     def render(
         self,
