@@ -120,8 +120,10 @@ utility, guiding-question minus leaking reward)`` per episode, is expected > 0 i
 With a faithful test reader (a student that moves towards the edits of the line a hint
 names and copies a line a hint contains) the direction holds (+0.35 in both variants;
 rule +0.45 and +0.60, 20 seeds), the student's fix probability has a Spearman of 0.85
-with the rule's (floor -0.04) and episode rewards 0.76 (floor 0.46). The embedded model
-has not been measured yet.
+with the rule's (floor -0.04) and episode rewards 0.76 (floor 0.46). The embedded
+SmolLM2-135M does not follow hints (5 seeds): the student's fix Spearman -0.11 / -0.06
+(floor -0.05 / -0.17), episode rewards 0.63 / 0.80 (floor 0.54 / 0.79), and the direction
+is lost (+0.00; rule +0.60 / +0.40). Point ``llm=`` at a stronger model for this task.
 
 ## Version history
 
