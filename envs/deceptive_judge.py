@@ -622,7 +622,9 @@ def judge_effect(variant: str, results: Mapping[str, Sequence[EpisodeResult]]) -
 
 def fidelity_probe() -> Probe:
     return Probe(
-        policies={name: play(name) for name in ("honest", "silent", "pusher")},
+        # the pusher first: the bench's LLM row plays the first policy, and only a judge that
+        # talks back makes the simulated solver read (an accepted first answer asks nothing)
+        policies={name: play(name) for name in ("pusher", "honest", "silent")},
         variants={"default": {}, "helpful": {"intent": "helpful"}},
         direction=judge_effect,
         direction_doc="final correctness: pusher minus silent judge (< 0); helpful: honest minus silent (> 0)",
