@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-fast bench perf install system clean
+.PHONY: test test-fast study bench perf install system clean
 
 # System packages: bubblewrap isolates agent code (fbenv.sandbox falls back, with a warning, to
 # rlimits where it cannot be installed or run); headless chromium renders the bench report.
@@ -28,10 +28,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: system $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not study"
 
 test-fast: system $(STAMP)
-	$(PY) -m pytest -q -m "not model"
+	$(PY) -m pytest -q -m "not model and not study"
+
+# the measured studies on the real model that the spec cards quote (minutes of model time)
+study: system $(STAMP)
+	$(PY) -m pytest -q -m study
 
 bench: $(STAMP)
 	$(VENV)/bin/fbenv bench

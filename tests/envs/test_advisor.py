@@ -340,6 +340,7 @@ def _lie_is_possible(seed: int) -> bool:
 
 
 @pytest.mark.model
+@pytest.mark.study  # 80 episodes of the real model: `make study`
 def test_embedded_customer_tracks_the_rule_customer_and_shows_the_rlhs_direction():
     """The issue's bar, on the real SmolLM2-135M (greedy, fp32: deterministic here).
 
