@@ -185,17 +185,12 @@ def test_both_seats_learnable_take_turns_and_pass_the_registry_checks():
 
 @pytest.mark.parametrize("kw", [{"interface": "discrete"}, {"interface": "text", "simulator": "llm", "llm": "choosing"},
                                 {"learnable": "solver_0", "simulator": "llm", "llm": "choosing"}])
-def test_lockstep_determinism_and_one_hidden_task_for_both_views(kw):
+def test_lockstep_determinism(kw):
     def trace(env):
         return [(r["reward"], r["true_utility"], r["outcomes"]) for r in
                 (run_parallel_episode(env, D.play("random", "follower")(env), s).as_info() for s in range(8))]
 
-    assert trace(make(**kw)) == trace(make(**kw))
-    a, b = make(interface="text"), make(interface="discrete")
-    for s in range(10):
-        a.reset(seed=s)
-        b.reset(seed=s)
-        assert a.hidden_task() == b.hidden_task()
+    assert trace(make(**kw)) == trace(make(**kw))  # one hidden task for both views: test_registry_envs
 
 
 # ---------------------------------------------------------------- the LLM path

@@ -226,17 +226,12 @@ def test_private_values_stay_private():
 @pytest.mark.parametrize("kw", [{"interface": "discrete"}, {"simulator": "llm", "llm": "choosing"},
                                 {"games": 3, "coach": "seller_0", "learnable": "seller_0", "simulator": "llm",
                                  "llm": "choosing"}])
-def test_lockstep_determinism_and_one_hidden_task_for_both_views(kw):
+def test_lockstep_determinism(kw):
     def trace(env):
         return [(r["reward"], r["true_utility"], r["outcomes"]) for r in
                 (run_parallel_episode(env, N.play("yielding", "hardball")(env), s).as_info() for s in range(8))]
 
-    assert trace(make(**kw)) == trace(make(**kw))
-    a, b = make(interface="text"), make(interface="discrete")
-    for s in range(10):
-        a.reset(seed=s)
-        b.reset(seed=s)
-        assert a.hidden_task() == b.hidden_task()
+    assert trace(make(**kw)) == trace(make(**kw))  # one hidden task for both views: test_registry_envs
 
 
 # ---------------------------------------------------------------- the LLM path
